@@ -1,0 +1,1 @@
+//! # engine: the OxOS system container engine

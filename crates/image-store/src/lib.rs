@@ -1,0 +1,1 @@
+//! # image-store: images and layers of the system engine
