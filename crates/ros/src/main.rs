@@ -1,1 +1,92 @@
-fn main() {}
+//! `ros`: the OxOS multi-call binary.
+//!
+//! One statically linked binary carries every OxOS program; which one runs is
+//! chosen by the name it was called by (argv[0], through symlinks such as
+//! `/usr/bin/system-docker`) or, when called as `ros`, by the first argument.
+//! This file only dispatches: every program lives in its own crate.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+mod daemon;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let name = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let code = match name.as_str() {
+        "system-dockerd" => daemon::main(args),
+        "system-docker" => engine_client::main(args),
+        _ => dispatch_subcommand(args),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+const USAGE: &str = "\
+usage: ros COMMAND [ARGS...]
+
+OxOS's multi-call binary. Each command is also reachable through a symlink
+named after it (for example /usr/bin/system-docker -> ros).
+
+Commands:
+  system-dockerd   run the system container engine (daemon)
+  system-docker    client of the system container engine
+  shim             per-container runtime shim (started by the engine)
+  help             show this help
+";
+
+fn dispatch_subcommand(args: Vec<OsString>) -> i32 {
+    let sub = args.get(1).map(|a| a.to_string_lossy().into_owned());
+    // The rest of the arguments, with the subcommand as the new argv[0].
+    let rest: Vec<OsString> = args.iter().skip(1).cloned().collect();
+    match sub.as_deref() {
+        Some("system-dockerd") => daemon::main(rest),
+        Some("system-docker") => engine_client::main(rest),
+        Some("shim") => shim_main(&rest),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            if sub.is_none() {
+                2
+            } else {
+                0
+            }
+        }
+        Some(other) => {
+            eprintln!("ros: unknown command {other:?}\n\n{USAGE}");
+            2
+        }
+    }
+}
+
+/// `ros shim run DIR` and `ros shim exec DIR EXEC_JSON`. Not meant to be run by
+/// hand: the engine starts these.
+fn shim_main(args: &[OsString]) -> i32 {
+    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [_, "run", dir] => runtime::shim::run_main(Path::new(dir)),
+        [_, "exec", dir, config] => {
+            let exec = match std::fs::read(config)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(exec) => exec,
+                Err(e) => {
+                    eprintln!("ros shim exec: cannot read {config}: {e}");
+                    return 125;
+                }
+            };
+            runtime::shim::exec_main(Path::new(dir), &exec)
+        }
+        _ => {
+            eprintln!(
+                "usage: ros shim run CONTAINER_DIR\n       ros shim exec CONTAINER_DIR EXEC_JSON\n\
+                 (the shim is started by the system engine, one per container)"
+            );
+            2
+        }
+    }
+}

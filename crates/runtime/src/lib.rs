@@ -15,3 +15,4 @@
 //! so it can be killed and restarted while its containers keep running.
 
 pub mod protocol;
+pub mod shim;
