@@ -1,0 +1,1 @@
+//! Reading docker-archive and OCI image-layout tarballs.

@@ -1,0 +1,1 @@
+//! Unpacking layer tarballs into overlayfs-ready directories.
