@@ -1,0 +1,196 @@
+//! `cargo xtask test`: host packages, build, and every test of the workspace.
+//!
+//! The host integration tests drive real containers and real clients: the
+//! Docker 20.10 CLI from Debian's `docker.io` (never its daemon), `runc`,
+//! `docker-registry`, `skopeo` and the static busybox the test images are made
+//! from. They are installed with apt-get when missing; nothing is done when
+//! `dpkg-query` shows them all installed already, so a second run is quick and
+//! needs no network.
+
+use crate::cmd::{cargo, is_root, run_step};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Debian packages the tests need on the host.
+pub const HOST_PACKAGES: &[&str] = &[
+    // The Docker 20.10 CLI, the client that proves API compatibility.
+    "docker.io",
+    // The baseline of the engine benchmark.
+    "runc",
+    // A local registry and a tool to push into it, for pull tests.
+    "docker-registry",
+    "skopeo",
+    // /bin/busybox: the test images are built from it.
+    "busybox-static",
+];
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Run only the unit tests (library and binary targets), not the host
+    /// integration tests.
+    #[arg(long)]
+    unit: bool,
+    /// Do not install host packages, even when some are missing.
+    #[arg(long)]
+    no_install: bool,
+}
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    if !args.no_install {
+        install_host_packages(HOST_PACKAGES)?;
+    }
+    if !args.unit && !is_root() {
+        eprintln!(
+            "xtask: WARNING: not running as root: the host integration tests run real \
+             containers and will skip themselves; run as root to run them"
+        );
+    }
+    run_step(
+        "build",
+        cargo().args(["build", "--workspace", "--all-targets"]),
+    )?;
+    if args.unit {
+        run_step(
+            "unit tests",
+            cargo().args(["test", "--workspace", "--lib", "--bins"]),
+        )
+    } else {
+        run_step("tests", cargo().args(["test", "--workspace"]))
+    }
+}
+
+/// Packages of `wanted` that dpkg does not show as installed.
+fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
+    // `dpkg-query -W` exits non-zero when one of the packages is unknown to
+    // dpkg; its output still lists the known ones, so the status is ignored.
+    let out = Command::new("dpkg-query")
+        .arg("-W")
+        .arg("-f=${Package} ${db:Status-Status}\n")
+        .args(wanted)
+        .stderr(Stdio::null())
+        .output()
+        .context("cannot run dpkg-query: this task needs a Debian host")?;
+    let installed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, status)| *status == "installed")
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Ok(wanted
+        .iter()
+        .filter(|p| !installed.contains(**p))
+        .map(|p| p.to_string())
+        .collect())
+}
+
+fn install_host_packages(wanted: &[&str]) -> Result<()> {
+    let missing = missing_packages(wanted)?;
+    if missing.is_empty() {
+        eprintln!(
+            "xtask: host packages already installed: {}",
+            wanted.join(" ")
+        );
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "host packages missing: {}: run as root, or install them with apt-get",
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing host packages: {}", missing.join(" "));
+    let daemons_before = engine_daemons();
+    let result = {
+        // Debian's maintainer scripts ask /usr/sbin/policy-rc.d whether they
+        // may start services; exit code 101 means "no". docker.io would
+        // otherwise start dockerd and containerd, which the tests must never
+        // talk to and which must not be left running.
+        let _policy = PolicyRcDeny::install()?;
+        apt_get(&["update"]).and_then(|()| {
+            let mut args = vec!["install", "-y", "--no-install-recommends"];
+            args.extend(missing.iter().map(String::as_str));
+            apt_get(&args)
+        })
+    };
+    // Belt and braces: a daemon that appeared during the installation anyway
+    // (e.g. socket activation) is stopped, by pid.
+    for pid in engine_daemons().difference(&daemons_before) {
+        eprintln!("xtask: stopping daemon {pid} started by the package installation");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    result?;
+    let still = missing_packages(wanted)?;
+    if !still.is_empty() {
+        bail!(
+            "host packages still missing after apt-get install: {}",
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    run_step(
+        &format!("apt-get {}", args[0]),
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()),
+    )
+}
+
+/// Pids of running dockerd and containerd processes.
+fn engine_daemons() -> BTreeSet<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| matches!(c.trim(), "dockerd" | "containerd"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A `policy-rc.d` that denies every service start, removed on drop. An
+/// existing policy file is left alone (it is the administrator's).
+struct PolicyRcDeny {
+    created: bool,
+}
+
+impl PolicyRcDeny {
+    fn install() -> Result<Self> {
+        let path = Path::new(POLICY_RC_D);
+        if path.exists() {
+            return Ok(Self { created: false });
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# no service starts while packages install\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {POLICY_RC_D}"))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {POLICY_RC_D} executable"))?;
+        Ok(Self { created: true })
+    }
+}
+
+impl Drop for PolicyRcDeny {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
+}
