@@ -1,10 +1,18 @@
 //! The store: on-disk layout, metadata index, and the public operations.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::model::{ContainerConfig, Image};
+use crate::model::{ContainerConfig, HistoryEntry, Image, ImageConfig};
+use crate::reference;
+use crate::unpack::{self, Unpacked};
 
 /// An image loaded by [`ImageStore::load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,18 +26,36 @@ pub struct LoadedImage {
 /// One effect of [`ImageStore::remove`], as Docker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
-    /// A tag (familiar form) was removed.
+    /// A tag (familiar form) or digest reference was removed.
     Untagged(String),
     /// An image (`sha256:<hex>`) was deleted.
     Deleted(String),
 }
 
-/// The image store. `Send + Sync`; every method may be called from several
-/// threads at once.
-#[derive(Debug)]
+/// The image store. `Send + Sync`, cheap to clone (clones share state);
+/// every method may be called from several threads at once.
+#[derive(Debug, Clone)]
 pub struct ImageStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
     root: PathBuf,
-    index: Mutex<()>,
+    /// Serialises every change of `repositories.json`, `configs/` and
+    /// `layers/`.
+    lock: Mutex<()>,
+}
+
+/// `repositories.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Repositories {
+    /// Familiar `name:tag` -> `sha256:<id>`.
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// `sha256:<id>` -> familiar `name@sha256:<manifest digest>` references.
+    #[serde(default)]
+    digests: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Validates `sha256:<64 hex>` (or bare 64 hex) and returns the hex part.
@@ -46,33 +72,469 @@ pub(crate) fn digest_hex(d: &str) -> Result<&str> {
     }
 }
 
+pub(crate) fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Writes `data` to `path` atomically: temp file in the same directory,
+/// fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{:016x}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("write", path, e));
+    }
+    Ok(())
+}
+
+/// A per-operation work directory under `staging/`, removed on drop.
+pub(crate) struct Staging {
+    pub(crate) dir: PathBuf,
+    pub(crate) layers: Vec<StagedLayer>,
+    counter: usize,
+}
+
+/// A layer unpacked into staging.
+#[derive(Debug, Clone)]
+pub(crate) struct StagedLayer {
+    pub(crate) dir: PathBuf,
+    pub(crate) info: Unpacked,
+}
+
+impl Staging {
+    /// A fresh path inside the work directory.
+    pub(crate) fn path(&mut self, what: &str) -> PathBuf {
+        self.counter += 1;
+        self.dir.join(format!("{what}-{}", self.counter))
+    }
+
+    /// Unpacks a (possibly compressed) layer stream; returns its index in
+    /// `self.layers`.
+    pub(crate) fn layer(&mut self, src: impl io::Read) -> Result<usize> {
+        let dir = self.path("layer");
+        let info = unpack::unpack_layer(src, &dir)?;
+        self.layers.push(StagedLayer { dir, info });
+        Ok(self.layers.len() - 1)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove staging directory");
+            }
+        }
+    }
+}
+
+/// An image ready to be committed: config bytes, its staged layers (indexes
+/// into `Staging::layers`, lowest first), tags and digests.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingImage {
+    pub(crate) config: Vec<u8>,
+    pub(crate) layers: Vec<usize>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) repo_digests: Vec<String>,
+}
+
+impl Inner {
+    fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    fn configs_dir(&self) -> PathBuf {
+        self.root.join("configs")
+    }
+
+    fn repositories_path(&self) -> PathBuf {
+        self.root.join("repositories.json")
+    }
+
+    pub(crate) fn staging(&self) -> Result<Staging> {
+        let dir = self
+            .root
+            .join("staging")
+            .join(format!("{:016x}", rand::random::<u64>()));
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create staging directory", &dir, e))?;
+        Ok(Staging {
+            dir,
+            layers: Vec::new(),
+            counter: 0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves no partial metadata behind
+        // (every write is atomic), so a poisoned lock is still usable.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_repositories(&self) -> Result<Repositories> {
+        let p = self.repositories_path();
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                Error::io(
+                    "parse",
+                    &p,
+                    io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Repositories::default()),
+            Err(e) => Err(Error::io("read", &p, e)),
+        }
+    }
+
+    fn write_repositories(&self, repos: &Repositories) -> Result<()> {
+        let data = serde_json::to_vec_pretty(repos)
+            .map_err(|e| Error::InvalidConfig(format!("cannot serialise repositories: {e}")))?;
+        write_atomic(&self.repositories_path(), &data)
+    }
+
+    fn image_ids(&self) -> Result<Vec<String>> {
+        let dir = self.configs_dir();
+        let mut ids = Vec::new();
+        for e in fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(hex) = name.strip_suffix(".json") {
+                if digest_hex(hex).is_ok() {
+                    ids.push(format!("sha256:{hex}"));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn read_config(&self, id: &str) -> Result<(Vec<u8>, ImageConfig)> {
+        let hex = digest_hex(id).map_err(|_| Error::NotFound(id.to_string()))?;
+        let p = self.configs_dir().join(format!("{hex}.json"));
+        let raw = match fs::read(&p) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(Error::io("read", &p, e)),
+        };
+        let cfg = ImageConfig::from_json(&raw)?;
+        Ok((raw, cfg))
+    }
+
+    fn layer_size(&self, diff_id: &str) -> u64 {
+        let Ok(hex) = digest_hex(diff_id) else {
+            return 0;
+        };
+        fs::read_to_string(self.layers_dir().join(format!("{hex}.size")))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn image(&self, id: &str, repos: &Repositories) -> Result<Image> {
+        let (raw, config) = self.read_config(id)?;
+        let repo_tags: Vec<String> = repos
+            .tags
+            .iter()
+            .filter(|(_, v)| v.as_str() == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let repo_digests = repos
+            .digests
+            .get(id)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default();
+        let size = config
+            .rootfs_diff_ids
+            .iter()
+            .map(|d| self.layer_size(d))
+            .sum();
+        Ok(Image {
+            id: id.to_string(),
+            repo_tags,
+            repo_digests,
+            created: config.created.clone(),
+            size,
+            config,
+            raw_config: raw,
+        })
+    }
+
+    /// Resolves a user-given name to an image id, as Docker does: a
+    /// `sha256:` prefix is an id (prefix); otherwise a tag or digest
+    /// reference; otherwise, if hex, an id prefix.
+    fn resolve(&self, name: &str, repos: &Repositories) -> Result<Resolved> {
+        if let Some(hex) = name.strip_prefix("sha256:") {
+            return Ok(Resolved::Id(self.resolve_prefix(name, hex)?));
+        }
+        let as_ref = reference::parse(name);
+        if let Ok(r) = &as_ref {
+            if let Some(d) = r.digest() {
+                let wanted = format!("{}@{}", reference::familiar_repository(r), d);
+                for (id, ds) in &repos.digests {
+                    if ds.contains(&wanted) {
+                        return Ok(Resolved::Digest(id.clone(), wanted));
+                    }
+                }
+            } else if let Some(tag) = reference::familiar_tagged(r) {
+                if let Some(id) = repos.tags.get(&tag) {
+                    return Ok(Resolved::Tag(id.clone(), tag));
+                }
+            }
+        }
+        let is_hex = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_hex {
+            return Ok(Resolved::Id(self.resolve_prefix(name, name)?));
+        }
+        match as_ref {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::NotFound(name.to_string())),
+        }
+    }
+
+    fn resolve_prefix(&self, name: &str, hex: &str) -> Result<String> {
+        if hex.is_empty() || hex.len() > 64 {
+            return Err(Error::NotFound(name.to_string()));
+        }
+        let mut matches = self
+            .image_ids()?
+            .into_iter()
+            .filter(|id| id["sha256:".len()..].starts_with(hex));
+        match (matches.next(), matches.next()) {
+            (Some(id), None) => Ok(id),
+            (None, _) => Err(Error::NotFound(name.to_string())),
+            (Some(_), Some(_)) => Err(Error::Conflict(format!(
+                "image id prefix {name} is ambiguous"
+            ))),
+        }
+    }
+
+    /// Validates `images` against `staging` and then commits layers,
+    /// configs and tags. Nothing is changed if validation fails.
+    pub(crate) fn commit(
+        &self,
+        staging: &Staging,
+        images: &[PendingImage],
+    ) -> Result<Vec<LoadedImage>> {
+        // Validate everything first.
+        let mut checked = Vec::new();
+        for img in images {
+            let cfg = ImageConfig::from_json(&img.config)?;
+            let id = sha256_digest(&img.config);
+            if cfg.rootfs_diff_ids.len() != img.layers.len() {
+                return Err(Error::archive(format!(
+                    "image {id}: config lists {} layers, manifest {}",
+                    cfg.rootfs_diff_ids.len(),
+                    img.layers.len()
+                )));
+            }
+            for (want, &idx) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+                let staged = staging
+                    .layers
+                    .get(idx)
+                    .ok_or_else(|| Error::archive("internal: unknown staged layer"))?;
+                if &staged.info.diff_id != want {
+                    return Err(Error::DigestMismatch {
+                        what: format!("layer of image {id}"),
+                        expected: want.clone(),
+                        actual: staged.info.diff_id.clone(),
+                    });
+                }
+            }
+            let mut tags = Vec::new();
+            for t in &img.tags {
+                let r = reference::parse(t)?;
+                let tag =
+                    reference::familiar_tagged(&r).ok_or_else(|| Error::InvalidReference {
+                        reference: t.clone(),
+                        reason: "a tag is needed, not a digest".into(),
+                    })?;
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            checked.push((id, cfg, tags));
+        }
+
+        let _guard = self.lock();
+        let layers_dir = self.layers_dir();
+        for (img, (_, cfg, _)) in images.iter().zip(&checked) {
+            for (diff_id, &idx) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+                let hex = digest_hex(diff_id)?;
+                let dest = layers_dir.join(hex);
+                if dest.exists() {
+                    continue;
+                }
+                let staged = &staging.layers[idx];
+                write_atomic(
+                    &layers_dir.join(format!("{hex}.size")),
+                    staged.info.size.to_string().as_bytes(),
+                )?;
+                fs::rename(&staged.dir, &dest).map_err(|e| Error::io("commit layer", &dest, e))?;
+            }
+        }
+        let mut repos = self.read_repositories()?;
+        let mut out = Vec::new();
+        for (img, (id, _, tags)) in images.iter().zip(checked) {
+            let hex = digest_hex(&id)?;
+            let cfg_path = self.configs_dir().join(format!("{hex}.json"));
+            if !cfg_path.exists() {
+                write_atomic(&cfg_path, &img.config)?;
+            }
+            for t in &tags {
+                repos.tags.insert(t.clone(), id.clone());
+            }
+            for d in &img.repo_digests {
+                repos
+                    .digests
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(d.clone());
+            }
+            out.push(LoadedImage { id, tags });
+        }
+        self.write_repositories(&repos)?;
+        Ok(out)
+    }
+
+    /// Deletes layers no image references any more. Called with the lock
+    /// held.
+    fn collect_layers(&self) -> Result<()> {
+        let mut used = BTreeSet::new();
+        for id in self.image_ids()? {
+            let (_, cfg) = self.read_config(&id)?;
+            for d in cfg.rootfs_diff_ids {
+                used.insert(digest_hex(&d)?.to_string());
+            }
+        }
+        let dir = self.layers_dir();
+        let trash = self
+            .root
+            .join("staging")
+            .join(format!("gc-{:016x}", rand::random::<u64>()));
+        for e in fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_suffix(".size").unwrap_or(&name);
+            if digest_hex(hex).is_err() || used.contains(hex) {
+                continue;
+            }
+            if name.ends_with(".size") {
+                let _ = fs::remove_file(e.path());
+            } else {
+                // Move out of layers/ first so that a crash never leaves a
+                // half-deleted layer that looks complete.
+                fs::create_dir_all(&trash).map_err(|e| Error::io("create", &trash, e))?;
+                let t = trash.join(hex);
+                fs::rename(e.path(), &t).map_err(|err| Error::io("remove layer", e.path(), err))?;
+            }
+        }
+        if trash.exists() {
+            fs::remove_dir_all(&trash).map_err(|e| Error::io("remove", &trash, e))?;
+        }
+        Ok(())
+    }
+}
+
+enum Resolved {
+    /// By id or id prefix.
+    Id(String),
+    /// By tag: (id, familiar tag).
+    Tag(String, String),
+    /// By digest reference: (id, familiar name@digest).
+    Digest(String, String),
+}
+
+impl Resolved {
+    fn id(&self) -> &str {
+        match self {
+            Resolved::Id(id) | Resolved::Tag(id, _) | Resolved::Digest(id, _) => id,
+        }
+    }
+}
+
+fn repository_of(tag_or_digest: &str) -> &str {
+    if let Some((name, _)) = tag_or_digest.split_once('@') {
+        return name;
+    }
+    match tag_or_digest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => tag_or_digest,
+    }
+}
+
 impl ImageStore {
     /// Opens (creating if needed) the store rooted at `root` and clears
     /// leftovers of interrupted work from its staging directory.
     pub fn open(root: &Path) -> Result<Self> {
+        for d in ["layers", "configs", "staging"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(|e| Error::io("create directory", &p, e))?;
+        }
+        let staging = root.join("staging");
+        for e in fs::read_dir(&staging).map_err(|e| Error::io("read directory", &staging, e))? {
+            let e = e.map_err(|e| Error::io("read directory", &staging, e))?;
+            let p = e.path();
+            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            if let Err(err) = r {
+                tracing::warn!(path = %p.display(), error = %err, "cannot remove staging leftover");
+            }
+        }
         Ok(ImageStore {
-            root: root.to_path_buf(),
-            index: Mutex::new(()),
+            inner: Arc::new(Inner {
+                root: root.to_path_buf(),
+                lock: Mutex::new(()),
+            }),
         })
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.root
     }
 
     /// Loads every image of a `docker save` archive (legacy or OCI-layout
-    /// flavoured) or OCI image-layout tarball, tagging each with its
-    /// `RepoTags` / ref-name annotations. `progress` receives human-readable
-    /// lines (`Loaded image: busybox:latest`, `Loaded image ID: sha256:..`).
-    /// On error nothing is changed.
+    /// flavoured) or OCI image-layout tarball (the tarball itself may be
+    /// compressed), tagging each with its `RepoTags` / name annotations.
+    /// `progress` receives Docker's lines (`Loaded image: busybox:latest`,
+    /// `Loaded image ID: sha256:..`). On error nothing is changed.
     pub fn load(
         &self,
         tar: impl std::io::Read,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<LoadedImage>> {
-        let _ = (tar, progress);
-        Err(Error::Unsupported("load".into()))
+        let mut staging = self.inner.staging()?;
+        let images = crate::archive::read_archive(&mut staging, tar, progress)?;
+        let loaded = self.inner.commit(&staging, &images)?;
+        for l in &loaded {
+            if l.tags.is_empty() {
+                progress(&format!("Loaded image ID: {}", l.id));
+            }
+            for t in &l.tags {
+                progress(&format!("Loaded image: {t}"));
+            }
+        }
+        Ok(loaded)
     }
 
     /// Imports a root-filesystem tarball (plain or compressed) as a
@@ -84,26 +546,73 @@ impl ImageStore {
         reference: Option<&str>,
         config: ContainerConfig,
     ) -> Result<String> {
-        let _ = (tar, reference, config);
-        Err(Error::Unsupported("import".into()))
+        let tag = reference.map(reference::normalize).transpose()?;
+        let mut staging = self.inner.staging()?;
+        let idx = staging.layer(tar)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let cfg = ImageConfig {
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            created: Some(now.clone()),
+            config,
+            rootfs_diff_ids: vec![staging.layers[idx].info.diff_id.clone()],
+            history: vec![HistoryEntry {
+                created: Some(now),
+                created_by: None,
+                comment: Some("Imported from tarball".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let raw = serde_json::to_vec(&cfg)
+            .map_err(|e| Error::InvalidConfig(format!("cannot serialise config: {e}")))?;
+        let pending = PendingImage {
+            config: raw,
+            layers: vec![idx],
+            tags: tag.into_iter().collect(),
+            repo_digests: Vec::new(),
+        };
+        let mut loaded = self.inner.commit(&staging, &[pending])?;
+        loaded
+            .pop()
+            .map(|l| l.id)
+            .ok_or_else(|| Error::archive("internal: import committed nothing"))
     }
 
     /// Tags the image named by `source` (name, id or id prefix) as `target`,
     /// moving the tag if it pointed elsewhere.
     pub fn tag(&self, source: &str, target: &str) -> Result<()> {
-        let _ = (source, target);
-        Err(Error::Unsupported("tag".into()))
+        let target = reference::parse(target)?;
+        let tag = reference::familiar_tagged(&target).ok_or_else(|| Error::InvalidReference {
+            reference: target.whole(),
+            reason: "a tag is needed, not a digest".into(),
+        })?;
+        let _guard = self.inner.lock();
+        let mut repos = self.inner.read_repositories()?;
+        let id = self.inner.resolve(source, &repos)?.id().to_string();
+        repos.tags.insert(tag, id);
+        self.inner.write_repositories(&repos)
     }
 
     /// Every image in the store, newest first.
     pub fn list(&self) -> Result<Vec<Image>> {
-        Err(Error::Unsupported("list".into()))
+        let _guard = self.inner.lock();
+        let repos = self.inner.read_repositories()?;
+        let mut out = Vec::new();
+        for id in self.inner.image_ids()? {
+            out.push(self.inner.image(&id, &repos)?);
+        }
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        Ok(out)
     }
 
     /// Looks an image up by `name[:tag]`, `name@digest`, full id
     /// (`sha256:<hex>` or hex) or unique id prefix.
     pub fn get(&self, name: &str) -> Result<Image> {
-        Err(Error::NotFound(name.to_string()))
+        let _guard = self.inner.lock();
+        let repos = self.inner.read_repositories()?;
+        let id = self.inner.resolve(name, &repos)?.id().to_string();
+        self.inner.image(&id, &repos)
     }
 
     /// Removes an image as `docker rmi` does. A tag reference untags; the
@@ -118,20 +627,133 @@ impl ImageStore {
         force: bool,
         in_use: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Removed>> {
-        let _ = (force, in_use);
-        Err(Error::NotFound(name.to_string()))
+        let _guard = self.inner.lock();
+        let mut repos = self.inner.read_repositories()?;
+        let resolved = self.inner.resolve(name, &repos)?;
+        let id = resolved.id().to_string();
+        let tags: Vec<String> = repos
+            .tags
+            .iter()
+            .filter(|(_, v)| **v == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let digests: Vec<String> = repos
+            .digests
+            .get(&id)
+            .map(|d| d.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+
+        // Which references go, and whether the image itself goes.
+        let mut drop_refs: Vec<String> = Vec::new();
+        let delete;
+        match &resolved {
+            Resolved::Tag(_, r) | Resolved::Digest(_, r) => {
+                drop_refs.push(r.clone());
+                let repo = repository_of(r).to_string();
+                let others: Vec<&String> =
+                    tags.iter().chain(&digests).filter(|t| *t != r).collect();
+                // The digest references of this repository go with its
+                // last tag, as in Docker.
+                if !others
+                    .iter()
+                    .any(|t| repository_of(t) == repo && !t.contains('@'))
+                {
+                    drop_refs.extend(
+                        digests
+                            .iter()
+                            .filter(|d| repository_of(d) == repo && *d != r)
+                            .cloned(),
+                    );
+                }
+                let remaining = others.iter().filter(|t| !drop_refs.contains(t)).count();
+                if remaining > 0 {
+                    delete = false;
+                } else if in_use(&id) {
+                    if !force {
+                        return Err(Error::InUse { image: name.into() });
+                    }
+                    delete = false;
+                } else {
+                    delete = true;
+                }
+            }
+            Resolved::Id(_) => {
+                if tags.len() > 1 && !force {
+                    return Err(Error::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        short_id(&id)
+                    )));
+                }
+                if in_use(&id) {
+                    if !force {
+                        return Err(Error::InUse { image: name.into() });
+                    }
+                    delete = false;
+                } else {
+                    delete = true;
+                }
+                drop_refs.extend(tags.iter().cloned());
+                drop_refs.extend(digests.iter().cloned());
+            }
+        }
+
+        for r in &drop_refs {
+            if r.contains('@') {
+                if let Some(set) = repos.digests.get_mut(&id) {
+                    set.remove(r);
+                }
+            } else {
+                repos.tags.remove(r);
+            }
+            out.push(Removed::Untagged(r.clone()));
+        }
+        if repos.digests.get(&id).is_some_and(|s| s.is_empty()) {
+            repos.digests.remove(&id);
+        }
+        if delete {
+            repos.digests.remove(&id);
+        }
+        self.inner.write_repositories(&repos)?;
+        if delete {
+            let hex = digest_hex(&id)?;
+            let p = self.inner.configs_dir().join(format!("{hex}.json"));
+            fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+            out.push(Removed::Deleted(id.clone()));
+            self.inner.collect_layers()?;
+        }
+        Ok(out)
     }
 
-    /// The unpacked layer directories of an image, lowest first, ready to be
-    /// used as overlayfs lowerdirs (reverse the order for `lowerdir=`).
+    /// The unpacked layer directories of an image (named by id or any name
+    /// [`ImageStore::get`] accepts), lowest first, ready to be used as
+    /// overlayfs lowerdirs (reverse the order for `lowerdir=`).
     pub fn layer_paths(&self, image_id: &str) -> Result<Vec<PathBuf>> {
-        Err(Error::NotFound(image_id.to_string()))
+        let _guard = self.inner.lock();
+        let repos = self.inner.read_repositories()?;
+        let id = self.inner.resolve(image_id, &repos)?.id().to_string();
+        let (_, cfg) = self.inner.read_config(&id)?;
+        let mut out = Vec::new();
+        for d in &cfg.rootfs_diff_ids {
+            let p = self.inner.layers_dir().join(digest_hex(d)?);
+            if !p.is_dir() {
+                return Err(Error::NotFound(format!("layer {d} of image {id}")));
+            }
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Normalises a reference to the familiar `name:tag` form Docker shows:
     /// `busybox` -> `busybox:latest`, `127.0.0.1:5000/foo` ->
     /// `127.0.0.1:5000/foo:latest`.
     pub fn normalize_reference(name: &str) -> Result<String> {
-        crate::reference::normalize(name)
+        reference::normalize(name)
     }
+}
+
+/// The 12-hex short form of an id.
+pub(crate) fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
 }
