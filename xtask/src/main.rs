@@ -40,7 +40,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "OxOS build, test and benchmark tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "OxOS build, test and benchmark tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,

@@ -73,17 +73,24 @@ fn missing_packages(wanted: &[&str]) -> Result<Vec<String>> {
         .stderr(Stdio::null())
         .output()
         .context("cannot run dpkg-query: this task needs a Debian host")?;
-    let installed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+    Ok(not_installed(wanted, &String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Packages of `wanted` not marked installed in `dpkg-query` output of the
+/// form "PACKAGE STATUS" a line (a package dpkg knows nothing of is absent;
+/// a removed one has status "config-files" or "not-installed").
+fn not_installed(wanted: &[&str], dpkg_output: &str) -> Vec<String> {
+    let installed: BTreeSet<&str> = dpkg_output
         .lines()
         .filter_map(|l| l.split_once(' '))
-        .filter(|(_, status)| *status == "installed")
-        .map(|(name, _)| name.to_string())
+        .filter(|(_, status)| status.trim() == "installed")
+        .map(|(name, _)| name)
         .collect();
-    Ok(wanted
+    wanted
         .iter()
         .filter(|p| !installed.contains(**p))
         .map(|p| p.to_string())
-        .collect())
+        .collect()
 }
 
 fn install_host_packages(wanted: &[&str]) -> Result<()> {
@@ -192,5 +199,29 @@ impl Drop for PolicyRcDeny {
         if self.created {
             let _ = std::fs::remove_file(POLICY_RC_D);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_installed;
+
+    #[test]
+    fn only_packages_dpkg_shows_installed_count_as_installed() {
+        let dpkg = "runc installed\nskopeo config-files\ndocker.io installed\nbusybox-static not-installed\n";
+        assert_eq!(
+            not_installed(
+                &[
+                    "docker.io",
+                    "runc",
+                    "skopeo",
+                    "busybox-static",
+                    "docker-registry"
+                ],
+                dpkg
+            ),
+            ["skopeo", "busybox-static", "docker-registry"]
+        );
+        assert!(not_installed(&["runc"], dpkg).is_empty());
     }
 }
