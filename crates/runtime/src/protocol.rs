@@ -18,13 +18,16 @@
 //! once without polling.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 pub const RUN_CONFIG_FILE: &str = "run.json";
 pub const SHIM_PID_FILE: &str = "shim.pid";
 pub const STARTED_FILE: &str = "started.json";
 pub const EXIT_FILE: &str = "exit.json";
 pub const LOG_FILE: &str = "container.log";
+/// Longest piece of output stored in one [`LogRecord`] (as Docker's 16 KiB).
+pub const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// Everything the shim needs to create and run one container.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -134,7 +137,10 @@ pub struct Exited {
     pub oom_killed: bool,
 }
 
-/// One line of `container.log`, in Docker's json-file form.
+/// One line of `container.log`, in Docker's json-file form: `log` holds one
+/// line of output including its trailing newline; a line longer than
+/// [`MAX_LOG_LINE`] bytes, or the last piece of a stream that did not end with
+/// a newline, is stored without one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogRecord {
     pub log: String,
@@ -153,4 +159,143 @@ pub struct ExecConfig {
     pub cwd: String,
     pub user: String,
     pub privileged: bool,
+}
+
+/// Writes `bytes` to `path` so that a reader sees either the old file or the
+/// whole new one: write a temporary file in the same directory, fsync it,
+/// rename it over `path`, then fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory is synced; failing
+        // to sync it leaves a correct file, so the error is not reported.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serializes `value` as JSON and writes it with [`write_atomic`].
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The container's `started.json`, if the shim wrote it (None when missing or
+/// unreadable).
+pub fn read_started(container_dir: &Path) -> Option<Started> {
+    read_json(&container_dir.join(STARTED_FILE))
+}
+
+/// The container's `exit.json`, if the shim wrote it (None when missing or
+/// unreadable).
+pub fn read_exit(container_dir: &Path) -> Option<Exited> {
+    read_json(&container_dir.join(EXIT_FILE))
+}
+
+/// The pid in `shim.pid`, if any.
+pub fn read_shim_pid(container_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(container_dir.join(SHIM_PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads `run.json` of a container directory.
+pub fn read_run_config(container_dir: &Path) -> Result<RunConfig, crate::Error> {
+    let path = container_dir.join(RUN_CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| crate::Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| crate::Error::Json { path, source })
+}
+
+/// Writes `run.json` into a container directory (atomically).
+pub fn write_run_config(container_dir: &Path, config: &RunConfig) -> Result<(), crate::Error> {
+    let path = container_dir.join(RUN_CONFIG_FILE);
+    write_json_atomic(&path, config).map_err(|source| crate::Error::Write { path, source })
+}
+
+/// The current time as RFC 3339 in UTC with nanoseconds, as Docker writes it
+/// (`2024-05-01T10:20:30.123456789Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let exit = Exited {
+            exit_code: 3,
+            signal: None,
+            finished_at: now_rfc3339(),
+            error: None,
+            oom_killed: false,
+        };
+        assert_eq!(read_exit(dir.path()), None);
+        std::fs::write(dir.path().join(EXIT_FILE), b"garbage").unwrap();
+        assert_eq!(read_exit(dir.path()), None);
+        write_json_atomic(&dir.path().join(EXIT_FILE), &exit).unwrap();
+        assert_eq!(read_exit(dir.path()), Some(exit));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(EXIT_FILE)]);
+    }
+
+    #[test]
+    fn run_config_round_trips_and_tolerates_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(RUN_CONFIG_FILE),
+            br#"{"id":"abc","args":["sh"]}"#,
+        )
+        .unwrap();
+        let cfg = read_run_config(dir.path()).unwrap();
+        assert_eq!(cfg.id, "abc");
+        assert_eq!(cfg.args, vec!["sh"]);
+        assert!(!cfg.privileged);
+        write_run_config(dir.path(), &cfg).unwrap();
+        assert_eq!(read_run_config(dir.path()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn timestamps_have_nanoseconds_and_utc() {
+        let t = now_rfc3339();
+        assert!(t.ends_with('Z'), "{t}");
+        let frac = t.rsplit('.').next().unwrap();
+        assert_eq!(frac.len(), 10, "{t}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&t).is_ok());
+    }
 }
