@@ -1,0 +1,536 @@
+//! Container commands: create, run, start, stop, restart, kill, rm, ps,
+//! inspect, logs, wait.
+
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+use hyper::Method;
+
+use crate::cli::{
+    ContainerArgs, CreateArgs, InspectArgs, KillArgs, LogsArgs, NamesArgs, PsArgs, RmArgs, RunArgs,
+    StopArgs,
+};
+use crate::client::{encode, Engine, RawBody};
+use crate::commands::image::pull_image;
+use crate::commands::{err_out, for_each_name, out};
+use crate::error::{Error, Result};
+use crate::format::ps_table;
+use crate::parse::create_body;
+use crate::progress::Target;
+
+/// The create request for `args`, reading env files and our environment.
+fn body_for(args: &ContainerArgs) -> Result<ContainerCreateBody> {
+    let read_file = |path: &str| {
+        std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_string(),
+            source,
+        })
+    };
+    let lookup = |key: &str| std::env::var(key).ok();
+    create_body(args, &read_file, &lookup)
+}
+
+/// Creates the container, pulling its image first when `--pull` asks for it
+/// (always) or when the engine does not have it (missing). Returns the id.
+async fn create_container(
+    engine: &Engine,
+    args: &ContainerArgs,
+    body: ContainerCreateBody,
+) -> Result<String> {
+    if args.pull == "always" {
+        pull_image(engine, args.image(), Target::Stderr).await?;
+    }
+    let options = CreateContainerOptions {
+        name: args.name.clone(),
+        ..Default::default()
+    };
+    let first = engine
+        .docker()
+        .create_container(Some(options.clone()), body.clone())
+        .await
+        .map_err(|e| engine.err(e));
+    let created = match first {
+        Err(e) if args.pull == "missing" && is_missing_image(&e) => {
+            err_out(format!("Unable to find image '{}' locally\n", args.image()).as_bytes())?;
+            pull_image(engine, args.image(), Target::Stderr).await?;
+            engine
+                .docker()
+                .create_container(Some(options), body)
+                .await
+                .map_err(|e| engine.err(e))?
+        }
+        other => other?,
+    };
+    for warning in &created.warnings {
+        err_out(format!("WARNING: {warning}\n").as_bytes())?;
+    }
+    Ok(created.id)
+}
+
+fn is_missing_image(e: &Error) -> bool {
+    match e {
+        Error::Daemon {
+            status: 404,
+            message,
+        } => message.to_ascii_lowercase().contains("image"),
+        _ => false,
+    }
+}
+
+/// `create`.
+pub async fn create(engine: &Engine, args: CreateArgs) -> Result<i32> {
+    let body = body_for(&args.container)?;
+    let id = create_container(engine, &args.container, body).await?;
+    out(format!("{id}\n").as_bytes())?;
+    Ok(0)
+}
+
+/// docker's exit codes for a command that could not be started.
+fn start_failure_code(e: &Error) -> i32 {
+    let message = e.to_string();
+    if message.contains("executable file not found")
+        || message.contains("no such file or directory")
+        || message.contains("not found in $PATH")
+    {
+        127
+    } else if message.contains("permission denied") || message.contains("is a directory") {
+        126
+    } else {
+        125
+    }
+}
+
+/// `run`.
+pub async fn run(engine: &Engine, args: RunArgs) -> Result<i32> {
+    let mut body = body_for(&args.container)?;
+    let restarts = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.restart_policy.as_ref())
+        .and_then(|p| p.name)
+        .is_some_and(|n| !matches!(n, RestartPolicyNameEnum::NO | RestartPolicyNameEnum::EMPTY));
+    if args.rm && restarts {
+        return Err(Error::Usage(
+            "conflicting options: --restart and --rm".to_string(),
+        ));
+    }
+    if args.container.interactive && !args.detach {
+        return Err(Error::NotSupported(
+            "attaching stdin to a container (run -i without -d)".to_string(),
+        ));
+    }
+    if args.detach && args.rm {
+        // The engine removes it when it exits; nobody is waiting here.
+        if let Some(hc) = body.host_config.as_mut() {
+            hc.auto_remove = Some(true);
+        }
+    }
+    let id = create_container(engine, &args.container, body).await?;
+
+    if let Err(e) = engine
+        .docker()
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| engine.err(e))
+    {
+        if matches!(e, Error::CannotConnect { .. }) {
+            return Err(e);
+        }
+        err_out(format!("{e}\n").as_bytes())?;
+        if args.rm && !args.detach {
+            remove_quietly(engine, &id).await;
+        }
+        return Ok(start_failure_code(&e));
+    }
+    if args.detach {
+        out(format!("{id}\n").as_bytes())?;
+        return Ok(0);
+    }
+
+    let code = follow_until_exit(engine, &id).await;
+    if args.rm {
+        remove_quietly(engine, &id).await;
+    }
+    code
+}
+
+async fn remove_quietly(engine: &Engine, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    if let Err(e) = engine.docker().remove_container(id, Some(options)).await {
+        let _ = err_out(format!("{}\n", engine.err(e)).as_bytes());
+    }
+}
+
+/// Prints the container's output until it exits, forwarding SIGINT, SIGTERM,
+/// SIGHUP and SIGQUIT to it meanwhile; returns its exit code.
+async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let docker = engine.streaming();
+    let logs = docker.logs(
+        id,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            tail: "all".to_string(),
+            ..Default::default()
+        }),
+    );
+    let printer = print_logs(engine, logs);
+    tokio::pin!(printer);
+    let waiter = wait_exit(engine, id);
+    tokio::pin!(waiter);
+
+    let mut signals = Vec::new();
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ] {
+        if let Ok(s) = signal(kind) {
+            signals.push((s, name));
+        }
+    }
+    let (tx, mut forwarded) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    for (mut s, name) in signals {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(name).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut logs_done = false;
+    let code = loop {
+        tokio::select! {
+            r = &mut printer, if !logs_done => {
+                logs_done = true;
+                if let Err(e) = r {
+                    if matches!(e, Error::Output(_)) {
+                        return Err(e);
+                    }
+                    err_out(format!("{e}\n").as_bytes())?;
+                }
+            }
+            code = &mut waiter => break code?,
+            Some(name) = forwarded.recv() => {
+                let options = KillContainerOptions { signal: name.to_string() };
+                if let Err(e) = engine.docker().kill_container(id, Some(options)).await {
+                    err_out(format!("{}\n", engine.err(e)).as_bytes())?;
+                }
+            }
+        }
+    };
+    if !logs_done {
+        // The engine ends the log stream when the container stops; allow a
+        // moment for the last lines, then give up on them.
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut printer).await;
+    }
+    Ok(code)
+}
+
+/// Writes log records to our stdout and stderr.
+async fn print_logs(
+    engine: &Engine,
+    stream: impl Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>,
+) -> Result<()> {
+    tokio::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item.map_err(|e| engine.err(e))? {
+            LogOutput::StdErr { message } => err_out(&message)?,
+            LogOutput::StdOut { message } | LogOutput::Console { message } => out(&message)?,
+            LogOutput::StdIn { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the container to stop and returns its exit code.
+async fn wait_exit(engine: &Engine, id: &str) -> Result<i32> {
+    #[derive(serde::Deserialize)]
+    struct WaitError {
+        #[serde(rename = "Message")]
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Waited {
+        #[serde(rename = "StatusCode")]
+        status_code: i64,
+        #[serde(rename = "Error")]
+        error: Option<WaitError>,
+    }
+    let path = format!("/containers/{}/wait", encode(id, false));
+    let (_, body) = engine.raw(Method::POST, &path, RawBody::Empty).await?;
+    let waited: Waited = serde_json::from_slice(&body)
+        .map_err(|e| Error::Engine(format!("bad answer to wait: {e}")))?;
+    if let Some(message) = waited
+        .error
+        .and_then(|e| e.message)
+        .filter(|m| !m.is_empty())
+    {
+        return Err(Error::Daemon {
+            status: 200,
+            message,
+        });
+    }
+    Ok(waited.status_code.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+}
+
+/// `start`.
+pub async fn start(engine: &Engine, args: NamesArgs) -> Result<i32> {
+    for_each_name(&args.containers, |name| async move {
+        engine
+            .docker()
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| engine.err(e))
+    })
+    .await
+}
+
+/// `stop` and `restart`.
+pub async fn stop(engine: &Engine, args: StopArgs, restart: bool) -> Result<i32> {
+    // A stop may take as long as the grace period: no request timeout.
+    let docker = engine.streaming();
+    let docker = &docker;
+    for_each_name(&args.containers, |name| async move {
+        let result = if restart {
+            docker
+                .restart_container(
+                    &name,
+                    Some(RestartContainerOptions {
+                        t: args.time,
+                        signal: None,
+                    }),
+                )
+                .await
+        } else {
+            docker
+                .stop_container(
+                    &name,
+                    Some(StopContainerOptions {
+                        t: args.time,
+                        signal: None,
+                    }),
+                )
+                .await
+        };
+        result.map_err(|e| engine.err(e))
+    })
+    .await
+}
+
+/// `kill`.
+pub async fn kill(engine: &Engine, args: KillArgs) -> Result<i32> {
+    let signal = &args.signal;
+    for_each_name(&args.containers, |name| async move {
+        engine
+            .docker()
+            .kill_container(
+                &name,
+                Some(KillContainerOptions {
+                    signal: signal.clone(),
+                }),
+            )
+            .await
+            .map_err(|e| engine.err(e))
+    })
+    .await
+}
+
+/// `rm`.
+pub async fn rm(engine: &Engine, args: RmArgs) -> Result<i32> {
+    let docker = engine.streaming();
+    let docker = &docker;
+    for_each_name(&args.containers, |name| async move {
+        docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: args.force,
+                    v: args.volumes,
+                    link: false,
+                }),
+            )
+            .await
+            .map_err(|e| engine.err(e))
+    })
+    .await
+}
+
+/// `ps`.
+pub async fn ps(engine: &Engine, args: PsArgs) -> Result<i32> {
+    let list = engine
+        .docker()
+        .list_containers(Some(ListContainersOptions {
+            all: args.all,
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| engine.err(e))?;
+    if args.quiet {
+        let mut text = String::new();
+        for c in &list {
+            let id = c.id.clone().unwrap_or_default();
+            text.push_str(&crate::format::short_id(&id, args.no_trunc));
+            text.push('\n');
+        }
+        out(text.as_bytes())?;
+    } else {
+        out(ps_table(&list, args.no_trunc, chrono::Utc::now().timestamp()).as_bytes())?;
+    }
+    Ok(0)
+}
+
+/// `inspect`: the engine's JSON for each name, container first, then image,
+/// printed as one array with docker's 4-space indentation.
+pub async fn inspect(engine: &Engine, args: InspectArgs) -> Result<i32> {
+    let kinds: &[&str] = match args.kind.as_deref() {
+        None => &["containers", "images"],
+        Some("container") => &["containers"],
+        Some("image") => &["images"],
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "invalid --type '{other}': expected container or image"
+            )))
+        }
+    };
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    'names: for name in &args.names {
+        for kind in kinds {
+            let path = format!("/{kind}/{}/json", encode(name, true));
+            match engine.raw(Method::GET, &path, RawBody::Empty).await {
+                Ok((_, body)) => {
+                    let value: serde_json::Value = serde_json::from_slice(&body)
+                        .map_err(|e| Error::Engine(format!("bad answer to inspect {name}: {e}")))?;
+                    found.push(value);
+                    continue 'names;
+                }
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        missing.push(name.clone());
+    }
+    out(format!("{}\n", to_json_4(&serde_json::Value::Array(found))?).as_bytes())?;
+    for name in &missing {
+        err_out(format!("{}\n", Error::NoSuchObject(name.clone())).as_bytes())?;
+    }
+    Ok(if missing.is_empty() { 0 } else { 1 })
+}
+
+/// JSON with 4-space indentation, as `docker inspect` prints it.
+fn to_json_4(value: &serde_json::Value) -> Result<String> {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
+    value
+        .serialize(&mut ser)
+        .map_err(|e| Error::Engine(format!("cannot format JSON: {e}")))?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// `logs`.
+pub async fn logs(engine: &Engine, args: LogsArgs) -> Result<i32> {
+    let tail = match args.tail.as_deref() {
+        None | Some("all") => "all".to_string(),
+        Some(n) if n.parse::<u64>().is_ok() => n.to_string(),
+        Some(n) => {
+            return Err(Error::Usage(format!(
+                "invalid --tail '{n}': expected a number or all"
+            )))
+        }
+    };
+    let docker = if args.follow {
+        engine.streaming()
+    } else {
+        engine.docker().clone()
+    };
+    let stream = docker.logs(
+        &args.container,
+        Some(LogsOptions {
+            follow: args.follow,
+            stdout: true,
+            stderr: true,
+            timestamps: args.timestamps,
+            tail,
+            ..Default::default()
+        }),
+    );
+    print_logs(engine, stream).await?;
+    Ok(0)
+}
+
+/// `wait`.
+pub async fn wait(engine: &Engine, args: NamesArgs) -> Result<i32> {
+    let mut code = 0;
+    for name in &args.containers {
+        match wait_exit(engine, name).await {
+            Ok(status) => out(format!("{status}\n").as_bytes())?,
+            Err(e) => {
+                if matches!(e, Error::CannotConnect { .. }) {
+                    return Err(e);
+                }
+                err_out(format!("{e}\n").as_bytes())?;
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_map_to_docker_codes() {
+        let daemon = |m: &str| Error::Daemon {
+            status: 400,
+            message: m.to_string(),
+        };
+        assert_eq!(
+            start_failure_code(&daemon(
+                "failed to create shim task: exec: \"nosuch\": executable file not found in $PATH"
+            )),
+            127
+        );
+        assert_eq!(
+            start_failure_code(&daemon("exec /etc/passwd: permission denied")),
+            126
+        );
+        assert_eq!(start_failure_code(&daemon("cgroup setup failed")), 125);
+    }
+
+    #[test]
+    fn inspect_output_uses_four_spaces() {
+        let v = serde_json::json!([{"Id": "x", "State": {"Pid": 1}}]);
+        assert_eq!(
+            to_json_4(&v).unwrap(),
+            "[\n    {\n        \"Id\": \"x\",\n        \"State\": {\n            \"Pid\": 1\n        }\n    }\n]"
+        );
+    }
+}

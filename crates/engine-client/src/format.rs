@@ -1,0 +1,402 @@
+//! Docker-like text output: tables, sizes, durations.
+//!
+//! The docker CLI formats with Go's `text/tabwriter` (minimum width 10, padding
+//! 3) and the `go-units` helpers `HumanDuration` and `HumanSizeWithPrecision`.
+//! These functions reproduce them so that scripts and eyes used to docker's
+//! output find the same thing. Every function takes "now" as a parameter, so
+//! tests run on a fixed clock.
+
+use bollard::models::{ContainerSummary, ImageSummary};
+
+/// Width of Docker's short ids.
+pub const SHORT_ID: usize = 12;
+
+/// Lays out rows like Go's tabwriter with docker's settings: each column but
+/// the last is as wide as its widest cell plus 3 spaces, at least 10.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    const MIN_WIDTH: usize = 10;
+    const PADDING: usize = 3;
+    let columns = header.len();
+    let mut widths = vec![MIN_WIDTH; columns];
+    let all = std::iter::once(header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .chain(rows.iter().cloned())
+        .collect::<Vec<_>>();
+    for row in &all {
+        for (i, cell) in row.iter().enumerate().take(columns.saturating_sub(1)) {
+            widths[i] = widths[i].max(cell.chars().count() + PADDING);
+        }
+    }
+    let mut out = String::new();
+    for row in &all {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < columns {
+                let pad = widths[i] - cell.chars().count();
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// go-units `HumanDuration`: "Less than a second", "3 seconds", "About a minute",
+/// "5 minutes", "About an hour", "3 hours", "2 days", "3 weeks", "4 months", "2 years".
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds;
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let minutes = s / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    // Go rounds hours: int(d.Hours() + 0.5)
+    let hours = (s as f64 / 3600.0 + 0.5) as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", s / 3600 / 24 / 365)
+}
+
+/// "N units ago" for a unix timestamp, as in docker's CREATED columns.
+pub fn ago(created: i64, now: i64) -> String {
+    format!("{} ago", human_duration(now - created))
+}
+
+/// go-units `HumanSizeWithPrecision(size, 3)`: decimal units (kB = 1000 bytes)
+/// and three significant digits, as in `docker images`: "4.26MB", "128MB", "0B".
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g(size, 3), UNITS[unit])
+}
+
+/// Go's `%.{precision}g` for non-negative finite numbers: shortest of fixed and
+/// exponent notation, trailing zeros removed ("1.24", "128", "1e+03").
+fn go_g(value: f64, precision: usize) -> String {
+    if value == 0.0 {
+        return "0".into();
+    }
+    // Round to the requested significant digits first; the exponent of the
+    // rounded value decides the notation, as in Go.
+    let sci = format!("{:.*e}", precision.saturating_sub(1), value);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if exp < -4 || exp >= precision as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa.to_string()), exp.abs())
+    } else {
+        let decimals = (precision as i32 - 1 - exp).max(0) as usize;
+        trim(format!("{value:.decimals$}"))
+    }
+}
+
+/// docker's `Ellipsis`: at most `max` characters, the last one "…" when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Go's `strconv.Quote` for the COMMAND column: double quotes, with `"` and `\`
+/// escaped and control characters written as escapes.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An id without its `sha256:` prefix, cut to 12 characters unless `full`.
+pub fn short_id(id: &str, full: bool) -> String {
+    if full {
+        return id.to_string();
+    }
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(SHORT_ID).collect()
+}
+
+/// The `docker ps` table.
+pub fn ps_table(containers: &[ContainerSummary], no_trunc: bool, now: i64) -> String {
+    let header = [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    let rows: Vec<Vec<String>> = containers
+        .iter()
+        .map(|c| {
+            let id = c.id.clone().unwrap_or_default();
+            let image = c.image.clone().unwrap_or_default();
+            let image = if image.starts_with("sha256:") {
+                short_id(&image, no_trunc)
+            } else {
+                image
+            };
+            let command = c.command.clone().unwrap_or_default();
+            let command = if no_trunc {
+                command
+            } else {
+                ellipsis(&command, 20)
+            };
+            let ports = c
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let typ = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+                    match (p.ip.as_deref(), p.public_port) {
+                        (ip, Some(public)) => format!(
+                            "{}:{public}->{}/{typ}",
+                            ip.unwrap_or("0.0.0.0"),
+                            p.private_port
+                        ),
+                        _ => format!("{}/{typ}", p.private_port),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Names with a second slash are links (/other/alias): docker hides them.
+            let names = c
+                .names
+                .iter()
+                .flatten()
+                .map(|n| n.trim_start_matches('/'))
+                .filter(|n| !n.contains('/'))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                if no_trunc { id } else { short_id(&id, false) },
+                image,
+                go_quote(&command),
+                c.created.map(|t| ago(t, now)).unwrap_or_default(),
+                c.status.clone().unwrap_or_default(),
+                ports,
+                names,
+            ]
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// One line of `docker images`: repository, tag, id, created, size.
+pub fn image_rows(images: &[ImageSummary], no_trunc: bool, now: i64) -> Vec<Vec<String>> {
+    let mut sorted: Vec<&ImageSummary> = images.iter().collect();
+    // Newest first, as docker lists them.
+    sorted.sort_by_key(|i| std::cmp::Reverse(i.created));
+    let mut rows = Vec::new();
+    for image in sorted {
+        let id = short_id(&image.id, no_trunc);
+        let created = ago(image.created, now);
+        let size = human_size(image.size);
+        let tags: Vec<(String, String)> = image
+            .repo_tags
+            .iter()
+            .filter(|t| t.as_str() != "<none>:<none>")
+            .map(|t| match t.rfind(':') {
+                Some(i) if !t[i..].contains('/') => (t[..i].to_string(), t[i + 1..].to_string()),
+                _ => (t.clone(), "<none>".to_string()),
+            })
+            .collect();
+        if tags.is_empty() {
+            // An untagged image may still carry its repository in a digest.
+            let repo = image
+                .repo_digests
+                .iter()
+                .find_map(|d| d.split_once('@').map(|(r, _)| r.to_string()))
+                .unwrap_or_else(|| "<none>".into());
+            rows.push(vec![repo, "<none>".into(), id, created, size]);
+        } else {
+            for (repo, tag) in tags {
+                rows.push(vec![repo, tag, id.clone(), created.clone(), size.clone()]);
+            }
+        }
+    }
+    rows
+}
+
+/// The `docker images` table.
+pub fn images_table(images: &[ImageSummary], no_trunc: bool, now: i64) -> String {
+    table(
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &image_rows(images, no_trunc, now),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ContainerSummary;
+
+    const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn durations_like_go_units() {
+        let cases = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (3, "3 seconds"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (59 * 60, "59 minutes"),
+            (60 * 60, "About an hour"),
+            (89 * 60, "About an hour"),
+            (90 * 60, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (3 * 86400, "3 days"),
+            (20 * 86400, "2 weeks"),
+            (90 * 86400, "3 months"),
+            (800 * 86400, "2 years"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn sizes_like_go_units() {
+        let cases = [
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1_234, "1.23kB"),
+            (4_261_888, "4.26MB"),
+            (128_000_000, "128MB"),
+            (77_800_000, "77.8MB"),
+            (1_500_000_000, "1.5GB"),
+            // Go's %g switches to exponent form here, and so does docker.
+            (999_999, "1e+03kB"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(human_size(bytes), want, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn ps_table_like_docker() {
+        let containers = vec![
+            ContainerSummary {
+                id: Some("4e1a2c3d5f6b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e".into()),
+                names: Some(vec!["/syslog".into()]),
+                image: Some("busybox:latest".into()),
+                command: Some("sh -c 'while true; do sleep 1; done'".into()),
+                created: Some(NOW - 3),
+                status: Some("Up 3 seconds".into()),
+                ..Default::default()
+            },
+            ContainerSummary {
+                id: Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into()),
+                names: Some(vec!["/job".into(), "/syslog/job".into()]),
+                image: Some(
+                    "sha256:aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999"
+                        .into(),
+                ),
+                command: Some("true".into()),
+                created: Some(NOW - 120),
+                status: Some("Exited (0) 2 minutes ago".into()),
+                ..Default::default()
+            },
+        ];
+        let want = "\
+CONTAINER ID   IMAGE            COMMAND                  CREATED         STATUS                     PORTS     NAMES
+4e1a2c3d5f6b   busybox:latest   \"sh -c 'while true; …\"   3 seconds ago   Up 3 seconds                         syslog
+0123456789ab   aaaabbbbcccc     \"true\"                   2 minutes ago   Exited (0) 2 minutes ago             job
+";
+        assert_eq!(ps_table(&containers, false, NOW), want);
+
+        let full = ps_table(&containers, true, NOW);
+        assert!(full.contains("\"sh -c 'while true; do sleep 1; done'\""));
+        assert!(full.contains("4e1a2c3d5f6b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e"));
+    }
+
+    #[test]
+    fn images_table_like_docker() {
+        let images = vec![
+            ImageSummary {
+                id: "sha256:1111111111112222222222223333333333334444444444445555555555556666"
+                    .into(),
+                repo_tags: vec!["busybox:latest".into(), "127.0.0.1:5000/busybox:v1".into()],
+                created: NOW - 3 * 86400,
+                size: 4_261_888,
+                ..Default::default()
+            },
+            ImageSummary {
+                id: "sha256:abcdefabcdef0000000000000000000000000000000000000000000000000000"
+                    .into(),
+                repo_tags: vec![],
+                created: NOW - 30,
+                size: 1_234,
+                ..Default::default()
+            },
+        ];
+        let want = "\
+REPOSITORY               TAG       IMAGE ID       CREATED          SIZE
+<none>                   <none>    abcdefabcdef   30 seconds ago   1.23kB
+busybox                  latest    111111111111   3 days ago       4.26MB
+127.0.0.1:5000/busybox   v1        111111111111   3 days ago       4.26MB
+";
+        assert_eq!(images_table(&images, false, NOW), want);
+    }
+
+    #[test]
+    fn quoting_and_ellipsis() {
+        assert_eq!(go_quote(r#"echo "hi" \ x"#), r#""echo \"hi\" \\ x""#);
+        assert_eq!(ellipsis("abcdef", 6), "abcdef");
+        assert_eq!(ellipsis("abcdefg", 6), "abcde…");
+    }
+}
