@@ -20,7 +20,7 @@ use std::path::{Component, Path};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::store::{sha256_digest, PendingImage, Staging};
+use crate::store::{sha256_digest, LayerRef, PendingImage, Staging};
 use crate::unpack;
 
 /// Largest non-layer entry kept in memory.
@@ -62,11 +62,11 @@ impl Contents {
             .ok_or_else(|| Error::archive(format!("{path} is missing from the archive")))
     }
 
-    fn layer(&self, path: &str) -> Result<usize> {
+    fn layer(&self, path: &str) -> Result<LayerRef> {
         let p = normalise(path)?;
         self.layers
             .get(self.resolve(&p))
-            .copied()
+            .map(|&i| LayerRef::Staged(i))
             .ok_or_else(|| Error::archive(format!("layer {path} is missing from the archive")))
     }
 }

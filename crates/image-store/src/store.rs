@@ -142,12 +142,21 @@ impl Drop for Staging {
     }
 }
 
-/// An image ready to be committed: config bytes, its staged layers (indexes
-/// into `Staging::layers`, lowest first), tags and digests.
+/// Where a pending image's layer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerRef {
+    /// Index into `Staging::layers`.
+    Staged(usize),
+    /// Already in the store (checked again at commit).
+    Present,
+}
+
+/// An image ready to be committed: config bytes, its layers (lowest
+/// first), tags and digests.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingImage {
     pub(crate) config: Vec<u8>,
-    pub(crate) layers: Vec<usize>,
+    pub(crate) layers: Vec<LayerRef>,
     pub(crate) tags: Vec<String>,
     pub(crate) repo_digests: Vec<String>,
 }
@@ -232,6 +241,11 @@ impl Inner {
         };
         let cfg = ImageConfig::from_json(&raw)?;
         Ok((raw, cfg))
+    }
+
+    /// Whether the layer with this diff id is unpacked in the store.
+    pub(crate) fn has_layer(&self, diff_id: &str) -> bool {
+        digest_hex(diff_id).is_ok_and(|hex| self.layers_dir().join(hex).is_dir())
     }
 
     fn layer_size(&self, diff_id: &str) -> u64 {
@@ -344,7 +358,10 @@ impl Inner {
                     img.layers.len()
                 )));
             }
-            for (want, &idx) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+            for (want, &lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+                let LayerRef::Staged(idx) = lref else {
+                    continue;
+                };
                 let staged = staging
                     .layers
                     .get(idx)
@@ -375,12 +392,17 @@ impl Inner {
         let _guard = self.lock();
         let layers_dir = self.layers_dir();
         for (img, (_, cfg, _)) in images.iter().zip(&checked) {
-            for (diff_id, &idx) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+            for (diff_id, &lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
                 let hex = digest_hex(diff_id)?;
                 let dest = layers_dir.join(hex);
                 if dest.exists() {
                     continue;
                 }
+                let LayerRef::Staged(idx) = lref else {
+                    return Err(Error::NotFound(format!(
+                        "layer {diff_id} (removed while the image was pulled)"
+                    )));
+                };
                 let staged = &staging.layers[idx];
                 write_atomic(
                     &layers_dir.join(format!("{hex}.size")),
@@ -568,7 +590,7 @@ impl ImageStore {
             .map_err(|e| Error::InvalidConfig(format!("cannot serialise config: {e}")))?;
         let pending = PendingImage {
             config: raw,
-            layers: vec![idx],
+            layers: vec![LayerRef::Staged(idx)],
             tags: tag.into_iter().collect(),
             repo_digests: Vec::new(),
         };
