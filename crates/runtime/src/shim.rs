@@ -137,13 +137,24 @@ pub fn exec_main(container_dir: &Path, exec: &ExecConfig) -> i32 {
     }
 }
 
-/// Logs go to stderr (the engine points it at DIR/shim.log); the level comes
-/// from `ROS_SHIM_LOG` (an `EnvFilter` directive).
+/// Logs go to stderr as it was when the shim started (the engine points it
+/// at DIR/shim.log); the level comes from `ROS_SHIM_LOG` (an `EnvFilter`
+/// directive).
+///
+/// The log writes to a duplicate of fd 2, not to fd 2 itself: libcontainer
+/// logs from its forked processes too, after it replaced their fd 2 with the
+/// container's stderr, and those messages belong in the shim's log, not in
+/// the container's.
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROS_SHIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // try_clone_to_owned duplicates with F_DUPFD_CLOEXEC.
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let file: &'static std::fs::File = Box::leak(Box::new(std::fs::File::from(fd)));
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || file)
         .with_ansi(false)
         .with_env_filter(filter)
         .try_init();

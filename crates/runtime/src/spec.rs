@@ -69,49 +69,50 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
-/// Every capability (what a privileged container gets).
+/// Every capability (what a privileged container gets), in the order of
+/// their numbers in the kernel: `ALL_CAPABILITIES[n]` is capability `n`.
 pub const ALL_CAPABILITIES: &[Capability] = &[
-    Capability::AuditControl,
-    Capability::AuditRead,
-    Capability::AuditWrite,
-    Capability::BlockSuspend,
-    Capability::Bpf,
-    Capability::CheckpointRestore,
     Capability::Chown,
     Capability::DacOverride,
     Capability::DacReadSearch,
     Capability::Fowner,
     Capability::Fsetid,
-    Capability::IpcLock,
-    Capability::IpcOwner,
     Capability::Kill,
-    Capability::Lease,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
     Capability::LinuxImmutable,
-    Capability::MacAdmin,
-    Capability::MacOverride,
-    Capability::Mknod,
-    Capability::NetAdmin,
     Capability::NetBindService,
     Capability::NetBroadcast,
+    Capability::NetAdmin,
     Capability::NetRaw,
-    Capability::Perfmon,
-    Capability::Setgid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::Setuid,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
     Capability::SysAdmin,
     Capability::SysBoot,
-    Capability::SysChroot,
-    Capability::SysModule,
     Capability::SysNice,
-    Capability::SysPacct,
-    Capability::SysPtrace,
-    Capability::SysRawio,
     Capability::SysResource,
     Capability::SysTime,
     Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
     Capability::Syslog,
     Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
 ];
 
 /// Paths of /proc and /sys hidden from unprivileged containers (Docker's).
@@ -161,6 +162,12 @@ pub struct Facts {
     pub host_devices: Vec<LinuxDevice>,
     /// `RunConfig::devices` resolved to device nodes.
     pub devices: Vec<MappedDevice>,
+    /// The capabilities the runtime itself holds; a container cannot be
+    /// given more, so the others are left out (None: all).
+    pub available_capabilities: Option<Capabilities>,
+    /// The highest `RLIMIT_NOFILE` the runtime can set (None: no bound below
+    /// [`DEFAULT_NOFILE`]).
+    pub max_nofile: Option<u64>,
 }
 
 impl Facts {
@@ -177,13 +184,44 @@ impl Facts {
         } else {
             Vec::new()
         };
+        let available = own_capabilities();
+        let max_nofile = match &available {
+            Some(caps) if !caps.contains(&Capability::SysResource) => {
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .ok()
+                    .map(|(_, hard)| hard)
+            }
+            _ => std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+        };
         Ok(Facts {
             user,
             cgroup_v2: is_cgroup_v2(),
             host_devices,
             devices,
+            available_capabilities: available,
+            max_nofile,
         })
     }
+}
+
+/// The effective capabilities of this process (None when unknown).
+pub fn own_capabilities() -> Option<Capabilities> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let bits = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(capabilities_from_bits(bits))
+}
+
+/// The capabilities whose bits are set in a kernel capability mask.
+pub fn capabilities_from_bits(bits: u64) -> Capabilities {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| bits & (1u64 << n) != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 /// True when /sys/fs/cgroup is the cgroup v2 (unified) hierarchy.
@@ -557,7 +595,19 @@ pub fn generate(cfg: &RunConfig, facts: &Facts) -> Result<Spec> {
     if cfg.rootfs.target.as_os_str().is_empty() {
         return Err(Error::InvalidConfig("no rootfs target given".to_string()));
     }
-    let caps = capabilities(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
+    let mut caps = capabilities(cfg.privileged, &cfg.cap_add, &cfg.cap_drop)?;
+    if let Some(available) = &facts.available_capabilities {
+        caps.retain(|c| {
+            let ok = available.contains(c);
+            if !ok {
+                tracing::debug!("leaving out capability {c}: the runtime does not hold it");
+            }
+            ok
+        });
+    }
+    let nofile = facts
+        .max_nofile
+        .map_or(DEFAULT_NOFILE, |m| m.min(DEFAULT_NOFILE));
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -589,12 +639,14 @@ pub fn generate(cfg: &RunConfig, facts: &Facts) -> Result<Spec> {
         .capabilities(capabilities)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
-            .hard(DEFAULT_NOFILE)
-            .soft(DEFAULT_NOFILE)
+            .hard(nofile)
+            .soft(nofile)
             .build()?])
-        .no_new_privileges(false)
         .build()?;
     process.set_oom_score_adj(cfg.oom_score_adj);
+    // Unset rather than false: the kernel default is off, and libcontainer
+    // warns about seccomp whenever the field is present.
+    process.set_no_new_privileges(None);
 
     // Namespaces.
     let mut namespaces = vec![LinuxNamespaceType::Mount];
@@ -861,6 +913,31 @@ mod tests {
     }
 
     #[test]
+    fn runtime_limits_bound_capabilities_and_nofile() {
+        // Mask of CHOWN (0), KILL (5) and SYS_RESOURCE (24).
+        let bits = 1 | (1 << 5) | (1 << 24);
+        let available = capabilities_from_bits(bits);
+        assert_eq!(
+            available,
+            [Capability::Chown, Capability::Kill, Capability::SysResource]
+                .into_iter()
+                .collect()
+        );
+        let mut c = base();
+        c.privileged = true;
+        let f = Facts {
+            available_capabilities: Some(available.clone()),
+            max_nofile: Some(4096),
+            ..facts()
+        };
+        let spec = generate(&c, &f).unwrap();
+        assert_eq!(caps(&spec), available);
+        let p = spec.process().as_ref().unwrap();
+        let nofile = &p.rlimits().as_ref().unwrap()[0];
+        assert_eq!((nofile.soft(), nofile.hard()), (4096, 4096));
+    }
+
+    #[test]
     fn capabilities_like_docker() {
         use Capability::*;
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -1122,7 +1199,7 @@ mod tests {
         assert!(env.contains(&"HOME=/home/u".to_string()));
         assert_eq!(p.cwd(), Path::new("/work"));
         assert_eq!(p.oom_score_adj(), Some(-500));
-        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_ne!(p.no_new_privileges(), Some(true));
         let nofile = &p.rlimits().as_ref().unwrap()[0];
         assert_eq!(
             (nofile.typ(), nofile.soft(), nofile.hard()),

@@ -167,10 +167,18 @@ pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
     let io_err = |e: pathrs::error::Error| {
         Error::io(
             format!("failed to open {path} in {}", root.display()),
-            std::io::Error::other(e.to_string()),
+            std::io::Error::other(crate::error::error_chain(&e)),
         )
     };
-    let root_handle = pathrs::Root::open(root).map_err(io_err)?;
+    // Opened here rather than with `Root::open`, which refuses a symlink as
+    // the root itself; `/proc/PID/root` (used for `exec`) is one.
+    let dir = std::fs::File::open(root).map_err(|e| {
+        Error::io(
+            format!("failed to open the root filesystem {}", root.display()),
+            e,
+        )
+    })?;
+    let root_handle = pathrs::Root::from_fd(std::os::fd::OwnedFd::from(dir));
     let mut file = match root_handle.open_subpath(path, pathrs::flags::OpenFlags::O_RDONLY) {
         Ok(f) => f,
         Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => {

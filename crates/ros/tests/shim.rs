@@ -1,0 +1,491 @@
+//! Real containers through `ros shim run DIR` and `ros shim exec DIR JSON`,
+//! exactly as the engine drives them: write run.json, start the shim, read
+//! its status line, wait for it, read exit.json and the log.
+//!
+//! The image is one layer made from the host's static busybox. These tests
+//! need root (namespaces, overlayfs, cgroups); they are skipped otherwise.
+
+use runtime::protocol::{
+    BindMount, ExecConfig, Exited, LogRecord, Resources, Rootfs, RunConfig, Started,
+};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROS: &str = env!("CARGO_BIN_EXE_ros");
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "id", "hostname", "ls", "true", "false", "touch",
+];
+
+fn can_run() -> bool {
+    let root = nix_uid_is_root();
+    if !root {
+        eprintln!("skipped: needs root");
+    } else if !Path::new(BUSYBOX).exists() {
+        eprintln!("skipped: needs {BUSYBOX}");
+        return false;
+    }
+    root
+}
+
+fn nix_uid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A 64-hex container id, unique per test run.
+fn new_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:016x}{:08x}{:08x}{:032x}", t as u64, std::process::id(), n, 0)
+}
+
+/// A busybox image layer with /etc/passwd (root and user:1000).
+fn make_layer(dir: &Path) -> PathBuf {
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    std::fs::create_dir_all(layer.join("etc")).unwrap();
+    std::fs::copy(BUSYBOX, layer.join("bin/busybox")).unwrap();
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        layer.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(layer.join("etc/group"), "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n").unwrap();
+    layer
+}
+
+/// One container: its directory, its config and the shim process.
+struct Ctr {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    layer: PathBuf,
+    cfg: RunConfig,
+    shim: Option<Child>,
+}
+
+impl Ctr {
+    fn new(args: &[&str]) -> Ctr {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
+        let layer = make_layer(&base);
+        let dir = base.join("container");
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = new_id();
+        let cfg = RunConfig {
+            id: id.clone(),
+            rootfs: Rootfs {
+                lower: vec![layer.clone()],
+                upper: base.join("upper"),
+                work: base.join("work"),
+                target: dir.join("rootfs"),
+            },
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["PATH=/bin".to_string()],
+            cgroup_path: format!("/ros-shim-test/{id}"),
+            log_path: dir.join("container.log"),
+            ..Default::default()
+        };
+        Ctr {
+            _tmp: tmp,
+            dir,
+            layer,
+            cfg,
+            shim: None,
+        }
+    }
+
+    /// Writes run.json, starts the shim and returns its status line.
+    fn start(&mut self) -> String {
+        std::fs::write(
+            self.dir.join("run.json"),
+            serde_json::to_vec_pretty(&self.cfg).unwrap(),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.join("shim.log")).unwrap();
+        let mut child = Command::new(ROS)
+            .args(["shim", "run"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        self.shim = Some(child);
+        line.trim_end().to_string()
+    }
+
+    /// Starts the container and returns the pid of its process.
+    fn start_ok(&mut self) -> i32 {
+        let line = self.start();
+        let pid = line
+            .strip_prefix("ok ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("status {line:?}, shim log:\n{}", self.shim_log()));
+        pid
+    }
+
+    /// Waits for the shim to exit (at most 30 s) and returns exit.json.
+    fn wait(&mut self) -> Exited {
+        let mut child = self.shim.take().expect("shim started");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let _ = status;
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("shim did not exit; log:\n{}", self.shim_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = std::fs::read_to_string(self.dir.join("exit.json"))
+            .unwrap_or_else(|e| panic!("no exit.json ({e}); shim log:\n{}", self.shim_log()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn run(&mut self) -> Exited {
+        self.start_ok();
+        self.wait()
+    }
+
+    fn shim_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("shim.log")).unwrap_or_default()
+    }
+
+    fn records(&self) -> Vec<LogRecord> {
+        std::fs::read_to_string(&self.cfg.log_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn stdout(&self) -> String {
+        self.records()
+            .into_iter()
+            .filter(|r| r.stream == "stdout")
+            .map(|r| r.log)
+            .collect()
+    }
+
+    fn exec(&self, args: &[&str]) -> (i32, String, String) {
+        let exec = ExecConfig {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let path = self.dir.join("exec.json");
+        std::fs::write(&path, serde_json::to_vec(&exec).unwrap()).unwrap();
+        let out = Command::new(ROS)
+            .args(["shim", "exec"])
+            .arg(&self.dir)
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn kill(&self, pid: i32) {
+        let ok = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {pid}");
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.shim.take() {
+            if let Some(started) = read_started(&self.dir) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &started.pid.to_string()])
+                    .status();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_started(dir: &Path) -> Option<Started> {
+    serde_json::from_slice(&std::fs::read(dir.join("started.json")).ok()?).ok()
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = path.to_string_lossy();
+    mi.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
+}
+
+#[test]
+fn output_lands_in_the_log_as_stdout_and_stderr() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "echo hello; echo err >&2"]);
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    assert_eq!(exit.error, None);
+    let recs: Vec<(String, String)> = c
+        .records()
+        .into_iter()
+        .map(|r| (r.stream, r.log))
+        .collect();
+    assert!(recs.contains(&("stdout".into(), "hello\n".into())), "{recs:?}");
+    assert!(recs.contains(&("stderr".into(), "err\n".into())), "{recs:?}");
+    let started = read_started(&c.dir).expect("started.json");
+    assert!(started.pid > 0);
+}
+
+#[test]
+fn exit_code_is_recorded() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "exit 3"]);
+    let exit = c.run();
+    assert_eq!((exit.exit_code, exit.signal), (3, None), "{}", c.shim_log());
+}
+
+#[test]
+fn killed_container_records_the_signal() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sleep", "100"]);
+    let pid = c.start_ok();
+    c.kill(pid);
+    let exit = c.wait();
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)), "{}", c.shim_log());
+}
+
+#[test]
+fn writes_go_to_the_upper_dir_and_the_rootfs_is_unmounted_after_exit() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "echo data > /newfile; echo more > /etc/passwd"]);
+    let passwd_before = std::fs::read(c.layer.join("etc/passwd")).unwrap();
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{}", c.shim_log());
+    let upper = c.cfg.rootfs.upper.clone();
+    assert_eq!(std::fs::read_to_string(upper.join("newfile")).unwrap(), "data\n");
+    assert_eq!(std::fs::read_to_string(upper.join("etc/passwd")).unwrap(), "more\n");
+    assert!(!c.layer.join("newfile").exists());
+    assert_eq!(std::fs::read(c.layer.join("etc/passwd")).unwrap(), passwd_before);
+    assert!(!is_mounted(&c.cfg.rootfs.target), "rootfs still mounted");
+    // libcontainer's state is gone too.
+    assert!(!c.dir.join("state").join(&c.cfg.id).exists());
+}
+
+#[test]
+fn bind_mounts_are_visible_and_read_only_when_asked() {
+    if !can_run() {
+        return;
+    }
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("greeting"), "from the host\n").unwrap();
+    let mut c = Ctr::new(&["sh", "-c", "cat /data/greeting; touch /data/new"]);
+    c.cfg.mounts = vec![BindMount {
+        source: host.path().to_path_buf(),
+        destination: "/data".to_string(),
+        read_only: true,
+        propagation: String::new(),
+    }];
+    let exit = c.run();
+    assert_eq!(c.stdout(), "from the host\n", "{}", c.shim_log());
+    assert_ne!(exit.exit_code, 0, "touch on a read-only mount must fail");
+    assert!(!host.path().join("new").exists());
+}
+
+#[test]
+fn named_user_runs_with_its_uid_and_groups() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "id -u; id -g; id -G; echo $HOME"]);
+    c.cfg.user = "user".to_string();
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{}", c.shim_log());
+    assert_eq!(c.stdout(), "1000\n1000\n1000 10\n/home/user\n");
+}
+
+#[test]
+fn unknown_user_fails_clearly() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["true"]);
+    c.cfg.user = "nobody".to_string();
+    let line = c.start();
+    assert!(line.starts_with("error ") && line.contains("unable to find user nobody"), "{line}");
+    let exit = c.wait();
+    assert!(exit.error.is_some());
+    assert!(!is_mounted(&c.cfg.rootfs.target));
+}
+
+fn interfaces(c: &Ctr) -> Vec<String> {
+    c.stdout()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn network_is_private_with_loopback_unless_host_network() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "cat /proc/net/dev; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags >&2"]);
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    assert_eq!(interfaces(&c), ["lo"]);
+    // lo is up (IFF_UP is bit 0 of the flags).
+    let flags = c
+        .records()
+        .into_iter()
+        .filter(|r| r.stream == "stderr")
+        .nth(1)
+        .map(|r| r.log)
+        .unwrap_or_default();
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    assert_eq!(flags & 1, 1, "lo is not up");
+
+    let host: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|s| s.trim().to_string()))
+        .collect();
+    let mut c = Ctr::new(&["cat", "/proc/net/dev"]);
+    c.cfg.host_network = true;
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    let mut got = interfaces(&c);
+    got.sort();
+    let mut want = host;
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn exec_runs_in_the_running_container() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "echo box-data > /tmpfile; exec sleep 100"]);
+    c.cfg.hostname = Some("box".to_string());
+    let pid = c.start_ok();
+    // Wait for the container to have written its file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.cfg.rootfs.upper.join("tmpfile").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, out, err) = c.exec(&["hostname"]);
+    assert_eq!((code, out.as_str()), (0, "box\n"), "{err}");
+    let (code, out, err) = c.exec(&["cat", "/tmpfile"]);
+    assert_eq!((code, out.as_str()), (0, "box-data\n"), "{err}");
+    let (code, _, _) = c.exec(&["sh", "-c", "exit 5"]);
+    assert_eq!(code, 5);
+    let (code, _, err) = c.exec(&["no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("no-such-command"), "{err}");
+    c.kill(pid);
+    assert_eq!(c.wait().exit_code, 137);
+}
+
+#[test]
+fn missing_executable_is_an_error_with_127() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["no-such-command"]);
+    let line = c.start();
+    assert!(line.starts_with("error "), "{line}");
+    assert!(line.contains("no-such-command"), "{line}");
+    let exit = c.wait();
+    assert_eq!(exit.exit_code, 127, "{exit:?}");
+    assert!(exit.error.as_deref().unwrap_or("").contains("no-such-command"));
+    assert!(!is_mounted(&c.cfg.rootfs.target), "rootfs still mounted");
+    assert!(!c.dir.join("state").join(&c.cfg.id).exists());
+}
+
+fn cgroup_memory_limit(cgroup_path: &str) -> Option<String> {
+    let rel = cgroup_path.trim_start_matches('/');
+    [
+        Path::new("/sys/fs/cgroup/memory").join(rel).join("memory.limit_in_bytes"),
+        Path::new("/sys/fs/cgroup").join(rel).join("memory.max"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .map(|s| s.trim().to_string())
+}
+
+#[test]
+fn memory_limit_shows_in_the_cgroup() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sleep", "100"]);
+    c.cfg.resources = Resources {
+        memory: Some(64 << 20),
+        ..Default::default()
+    };
+    let pid = c.start_ok();
+    assert_eq!(
+        cgroup_memory_limit(&c.cfg.cgroup_path).as_deref(),
+        Some("67108864"),
+        "{}",
+        c.shim_log()
+    );
+    c.kill(pid);
+    assert_eq!(c.wait().exit_code, 137);
+    assert_eq!(cgroup_memory_limit(&c.cfg.cgroup_path), None, "cgroup removed");
+}
+
+#[test]
+fn many_layers_still_mount() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["cat", "/layer-90"]);
+    // 100 layers with long paths: far more than one page of mount options.
+    let extra = c._tmp.path().join(format!("layers-{}", "x".repeat(60)));
+    let mut lower = vec![c.layer.clone()];
+    for i in 0..100 {
+        let l = extra.join(format!("{i:064}"));
+        std::fs::create_dir_all(&l).unwrap();
+        std::fs::write(l.join(format!("layer-{i}")), format!("{i}\n")).unwrap();
+        lower.push(l);
+    }
+    c.cfg.rootfs.lower = lower;
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{}", c.shim_log());
+    assert_eq!(c.stdout(), "90\n");
+}
