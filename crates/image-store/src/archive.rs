@@ -77,12 +77,11 @@ fn normalise(path: &str) -> Result<String> {
     for c in Path::new(path).components() {
         match c {
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return Err(Error::archive(format!(
-                        "path {path} points outside the archive"
-                    )));
-                }
+            // The guard pops the parent; only `..` above the top is refused.
+            Component::ParentDir if parts.pop().is_none() => {
+                return Err(Error::archive(format!(
+                    "path {path} points outside the archive"
+                )));
             }
             _ => {}
         }

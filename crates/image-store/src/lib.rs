@@ -16,41 +16,68 @@
 //!
 //! ```text
 //! layers/<diffid-hex>/        unpacked layer, usable directly as an overlay lowerdir
-//! layers/<diffid-hex>.size    bytes on disk of that layer (written once)
-//! configs/<image-id-hex>.json image config blobs; id = sha256 of these bytes
-//! repositories.json           {"tags": {"busybox:latest": "sha256:.."}, "digests": {..}}
-//! staging/                    in-progress work; wiped by `open`
+//! layers/<diffid-hex>.size    bytes of file content in that layer
+//! configs/<image-id-hex>.json image config blobs; id = sha256 of these bytes (as in Docker)
+//! repositories.json           {"tags": {"busybox:latest": "sha256:.."},
+//!                              "digests": {"sha256:<id>": ["busybox@sha256:<manifest>"]}}
+//! staging/<random>/           work of one operation in progress; wiped by `open`
 //! ```
+//!
+//! The set of images is the set of config files; tags and repo digests are
+//! the only other metadata. Tags are kept in Docker's familiar form
+//! (`busybox:latest`, `127.0.0.1:5000/foo:latest`).
 //!
 //! * A layer is unpacked once, keyed by its diff id (the sha256 of the
 //!   uncompressed tar), and shared by every image that uses it. Unpacking
 //!   streams the (decompressed) tar into `staging/` while hashing it; only when
-//!   the hash matches the diff id named by the image config (and, for registry
-//!   and OCI blobs, the compressed digest matches its descriptor) is the
-//!   directory renamed into `layers/`. Otherwise the staging directory is
-//!   removed and the operation fails.
+//!   the hash matches the diff id named by the image config (and, for OCI
+//!   blobs and registry downloads, the compressed bytes match their
+//!   descriptor digest) is the directory renamed into `layers/`. Otherwise
+//!   the staging directory is removed and the operation fails.
 //! * Whiteouts are converted while unpacking: `.wh.NAME` becomes a 0:0
 //!   character device `NAME` and `.wh..wh..opq` sets
 //!   `trusted.overlay.opaque=y` on its directory, so layer directories stack
-//!   directly as overlayfs lowerdirs.
-//! * Metadata (`repositories.json`, configs) is written atomically: temp file,
-//!   fsync, rename. An internal mutex serialises metadata changes, so the
-//!   store is `Send + Sync` and may be used from several threads.
+//!   directly as overlayfs lowerdirs. Ownership, modes, symlinks, hard
+//!   links, device nodes, FIFOs, xattrs (`SCHILY.xattr.*`) and mtimes are
+//!   kept. Entries with `..` or whose path goes through a symlink are
+//!   refused, so nothing is ever written outside the layer directory.
+//! * Metadata (`repositories.json`, configs, sizes) is written atomically:
+//!   temp file, fsync, rename. An internal mutex serialises metadata
+//!   changes, so the store is `Send + Sync` (and `Clone`, sharing state) and
+//!   may be used from several threads.
 //! * Every operation that takes input first does all its fallible work in
-//!   staging and only then commits: layers are renamed into place, then the
-//!   config, then the tags. A failure before commit leaves the store as it
-//!   was; layers that were already present are never touched.
-//! * Layer compression is detected by magic bytes (gzip, zstd, xz, or none)
-//!   with pure-Rust decoders so that `ros` links statically.
+//!   staging and validates it, and only then commits under the lock: layers
+//!   are renamed into place, then the configs are written, then the tags.
+//!   A failure before commit leaves the store as it was; layers that were
+//!   already present are never touched.
+//! * `load` reads its tarball once as a stream, whatever the entry order
+//!   (see the `archive` module); layers are never held in memory.
+//! * Layer compression is detected by magic bytes (gzip, zstd, xz, or none).
+//!   Decoders: `flate2` (miniz_oxide), `ruzstd` (pure Rust) and `liblzma`
+//!   built from source with its `static` feature, so that `ros` links
+//!   statically.
+//! * `pull` uses `oci-client`; blobs are streamed to staging files while
+//!   hashed, then go through the same unpack-and-commit path as `load`.
+//!   Registries on 127.0.0.0/8, `localhost`, and those in
+//!   [`PullOptions::insecure_registries`] (names, `host:port` or CIDRs) are
+//!   reached over plain http.
+//! * Removal follows `docker rmi`: see [`ImageStore::remove`]. Layers no
+//!   image references any more are moved out of `layers/` into staging and
+//!   then deleted, so a crash never leaves a half-deleted layer in place.
 //!
 //! ## Limitations
 //!
 //! * Only linux/amd64 is selected from multi-platform indexes.
-//! * Garbage collection of layers happens on `remove`; layers left behind by
-//!   a crash between commit steps are not collected until an image using
-//!   them is removed.
+//! * An OCI `org.opencontainers.image.ref.name` that is a bare tag
+//!   (`latest`) names no repository and is ignored; full references and
+//!   `io.containerd.image.name` are used.
+//! * Layers left behind by a crash between the commit steps are not
+//!   collected until some image is removed.
 //! * Registry authentication is anonymous or basic (including token servers
 //!   that accept basic credentials); credential helpers are not supported.
+//! * Non-layer entries of an archive larger than 16 MiB are ignored; the
+//!   legacy pre-1.10 `docker save` format (`repositories` only) is refused.
+//! * `size` counts file content bytes, not allocated blocks.
 
 mod archive;
 mod error;

@@ -67,12 +67,76 @@ pub(crate) fn decompressed<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>>
     Ok(match c {
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(r)
-                .map_err(|e| Error::archive(format!("invalid zstd layer: {e}")))?,
-        ),
+        Compression::Zstd => Box::new(ZstdFrames::new(r)),
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
     })
+}
+
+/// A zstd decoder over every frame of a stream.
+///
+/// `ruzstd::decoding::StreamingDecoder` stops after the first frame, but
+/// parallel compressors write several frames and may add skippable ones
+/// (see the caveat in its docs); this drives `FrameDecoder` frame by frame.
+struct ZstdFrames<R> {
+    src: io::BufReader<R>,
+    dec: ruzstd::decoding::FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: Read> ZstdFrames<R> {
+    fn new(r: R) -> Self {
+        ZstdFrames {
+            src: io::BufReader::new(r),
+            dec: ruzstd::decoding::FrameDecoder::new(),
+            in_frame: false,
+        }
+    }
+}
+
+impl<R: Read> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        use ruzstd::decoding::BlockDecodingStrategy;
+        use std::io::BufRead;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.in_frame {
+                while self.dec.can_collect() < buf.len() && !self.dec.is_finished() {
+                    let want = buf.len() - self.dec.can_collect();
+                    self.dec
+                        .decode_blocks(&mut self.src, BlockDecodingStrategy::UptoBytes(want))
+                        .map_err(io::Error::other)?;
+                }
+                let n = self.dec.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // Nothing left to collect and the frame is finished.
+                self.in_frame = false;
+            }
+            if self.src.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.dec.init(&mut self.src) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let skipped = io::copy(
+                        &mut (&mut self.src).take(u64::from(length)),
+                        &mut io::sink(),
+                    )?;
+                    if skipped < u64::from(length) {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
 }
 
 /// A reader that hashes (sha256) and counts what passes through it.
@@ -454,8 +518,60 @@ fn unpack_entries(stream: &mut dyn Read, root: &Path) -> Result<u64> {
     // inside a directory changes its mtime.
     dirs.sort_by(|a, b| b.path.cmp(&a.path));
     for d in &dirs {
+        // A later entry may have replaced the directory (even with a
+        // symlink, which chmod would follow out of the layer).
+        if !fs::symlink_metadata(&d.path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
         chmod(&d.path, d.mode)?;
         set_mtime(&d.path, d.mtime)?;
     }
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_reads_every_frame_and_skips_skippable_ones() {
+        use ruzstd::encoding::{compress_to_vec, CompressionLevel};
+        let a: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let b = b"second frame".repeat(1000);
+        let mut stream = compress_to_vec(&a[..], CompressionLevel::Fastest);
+        // A skippable frame: magic 0x184D2A50, little-endian length, payload.
+        stream.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+        stream.extend_from_slice(&5u32.to_le_bytes());
+        stream.extend_from_slice(b"skip!");
+        stream.extend_from_slice(&compress_to_vec(&b[..], CompressionLevel::Fastest));
+        let mut out = Vec::new();
+        decompressed(&stream[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), a.len() + b.len());
+        assert!(out[..a.len()] == a[..] && out[a.len()..] == b[..]);
+
+        // Cut short: an error, not a short read.
+        let mut out = Vec::new();
+        let cut = &stream[..stream.len() - 10];
+        assert!(decompressed(cut).unwrap().read_to_end(&mut out).is_err());
+    }
+
+    #[test]
+    fn detects_compression_by_magic() {
+        for (bytes, want) in [
+            (&[0x1f, 0x8b, 8, 0, 0, 0][..], Compression::Gzip),
+            (&[0x28, 0xb5, 0x2f, 0xfd, 0, 0][..], Compression::Zstd),
+            (&[0xfd, b'7', b'z', b'X', b'Z', 0][..], Compression::Xz),
+            (&b"ustar"[..], Compression::None),
+            (&[][..], Compression::None),
+        ] {
+            let (c, mut r) = detect(bytes).unwrap();
+            assert_eq!(c, want);
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).unwrap();
+            assert_eq!(back, bytes, "the peeked bytes are given back");
+        }
+    }
 }

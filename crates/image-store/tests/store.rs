@@ -577,3 +577,23 @@ fn survives_reopen_and_concurrent_loads() {
     assert_eq!(s.get("busybox").unwrap().id, TestImage::busybox().id());
     assert_eq!(std::fs::read_dir(root.join("staging")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_directory_replaced_by_a_symlink_is_not_followed_when_modes_are_set() {
+    let (d, s) = store();
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layer = LayerBuilder::new()
+        .dir("d", 0o700)
+        .raw_symlink("d", outside.to_str().unwrap())
+        .finish();
+    let img = TestImage::from_layers(vec![layer]);
+    load(&s, &DockerArchive::new().image(&img, &["swap:1"]).build()).unwrap();
+    let top = top_layer(&s, "swap:1");
+    assert_eq!(std::fs::read_link(top.join("d")).unwrap(), outside);
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+}
