@@ -489,3 +489,104 @@ fn many_layers_still_mount() {
     assert_eq!(exit.exit_code, 0, "{}", c.shim_log());
     assert_eq!(c.stdout(), "90\n");
 }
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has /proc/PID; look at its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn shim_survives_signals_and_the_container_gets_default_dispositions() {
+    if !can_run() {
+        return;
+    }
+    // A shell cannot trap a signal that was ignored when it started, so the
+    // trap shows that SIGTERM reached the container with its default
+    // disposition (and the pid 1 of a namespace only gets handled signals).
+    let mut c = Ctr::new(&[
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 100 & wait",
+    ]);
+    let pid = c.start_ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.stdout().contains("ready") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shim_pid = c.shim.as_ref().unwrap().id();
+    for sig in ["-TERM", "-INT", "-HUP", "-PIPE"] {
+        let ok = Command::new("kill")
+            .args([sig, &shim_pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(shim_pid), "shim died of a signal");
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let exit = c.wait();
+    assert_eq!((exit.exit_code, exit.signal), (7, None), "{}", c.shim_log());
+    assert!(c.stdout().contains("got TERM"));
+}
+
+#[test]
+fn a_container_directory_can_be_run_again() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "echo run >> /runs; cat /runs"]);
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    let first = c.shim_log();
+    assert_eq!(c.run().exit_code, 0, "{first}\n{}", c.shim_log());
+    // The upper dir persists between runs, and the log is appended to.
+    assert_eq!(c.stdout(), "run\nrun\nrun\n");
+}
+
+#[test]
+fn read_only_rootfs_refuses_writes() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["touch", "/x"]);
+    c.cfg.read_only_rootfs = true;
+    let exit = c.run();
+    assert_ne!(exit.exit_code, 0, "{}", c.shim_log());
+    assert!(!c.cfg.rootfs.upper.join("x").exists());
+}
+
+#[test]
+fn privileged_sees_host_devices_and_unprivileged_does_not() {
+    if !can_run() {
+        return;
+    }
+    // A block device of the host, if there is one.
+    let Some(block) = std::fs::read_dir("/dev").unwrap().flatten().find_map(|e| {
+        use std::os::unix::fs::FileTypeExt;
+        e.file_type()
+            .ok()
+            .filter(|t| t.is_block_device())
+            .map(|_| e.file_name().to_string_lossy().into_owned())
+    }) else {
+        eprintln!("skipped: the host has no block device");
+        return;
+    };
+    let mut c = Ctr::new(&["ls", "/dev"]);
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    let unprivileged = c.stdout();
+    assert!(!unprivileged.lines().any(|l| l == block), "{unprivileged}");
+    assert!(unprivileged.lines().any(|l| l == "null"), "{unprivileged}");
+
+    let mut c = Ctr::new(&["ls", "/dev"]);
+    c.cfg.privileged = true;
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    let privileged = c.stdout();
+    assert!(privileged.lines().any(|l| l == block), "{block} not in {privileged}");
+}
