@@ -597,3 +597,72 @@ fn a_directory_replaced_by_a_symlink_is_not_followed_when_modes_are_set() {
         0o755
     );
 }
+
+/// Archives written by a real tool (skopeo), not by testkit.
+#[test]
+fn loads_archives_written_by_skopeo() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src.tar");
+    let img = TestImage::busybox().layer(
+        LayerBuilder::new()
+            .file("a", b"a", 0o644)
+            .whiteout("etc/group")
+            .finish(),
+    );
+    testkit::write_file(&src, &DockerArchive::new().image(&img, &[]).build()).unwrap();
+    let cases = [
+        (
+            "oci-archive",
+            "oci.tar",
+            vec!["--dest-compress", "--dest-compress-format=zstd"],
+        ),
+        ("docker-archive", "docker.tar", vec![]),
+    ];
+    for (transport, file, extra) in cases {
+        let dest = work.path().join(file);
+        let status = std::process::Command::new("skopeo")
+            .args(["copy", "--insecure-policy", "--quiet"])
+            .args(&extra)
+            .arg(format!("docker-archive:{}", src.display()))
+            .arg(format!(
+                "{transport}:{}:interop/{transport}:v1",
+                dest.display()
+            ))
+            .status()
+            .expect("skopeo must be installed");
+        assert!(status.success(), "skopeo copy to {transport}");
+        let bytes = std::fs::read(&dest).unwrap();
+        if transport == "oci-archive" {
+            let mut a = tar::Archive::new(&bytes[..]);
+            let zstd_blobs = a
+                .entries()
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.header().entry_type().is_file())
+                .filter(|e| e.size() >= 4)
+                .filter_map(|mut e| {
+                    let mut magic = [0u8; 4];
+                    std::io::Read::read_exact(&mut e, &mut magic).ok()?;
+                    (magic == [0x28, 0xb5, 0x2f, 0xfd]).then_some(())
+                })
+                .count();
+            assert_eq!(zstd_blobs, 2, "skopeo wrote zstd layers");
+        }
+        let (_d, s) = store();
+        let loaded = load(&s, &bytes).unwrap();
+        assert_eq!(loaded[0].tags, vec![format!("interop/{transport}:v1")]);
+        let got = s.get(&loaded[0].id).unwrap();
+        // The conversion to OCI rewrites the config (and so the id); the
+        // layers stay the same.
+        assert_eq!(got.config.rootfs_diff_ids, img.diff_ids(), "{transport}");
+        assert_eq!(got.config.config.cmd, img.cmd);
+        if transport == "docker-archive" {
+            assert_eq!(got.id, img.id());
+        }
+        let top = top_layer(&s, &format!("interop/{transport}:v1"));
+        assert!(std::fs::symlink_metadata(top.join("etc/group"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+}

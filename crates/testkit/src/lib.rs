@@ -655,6 +655,14 @@ impl DockerArchive {
     }
 }
 
+/// The busybox image as a `docker save` tarball with the given tags: the
+/// one-liner for tests that just need an image to run.
+pub fn busybox_archive(tags: &[&str]) -> Vec<u8> {
+    DockerArchive::new()
+        .image(&TestImage::busybox(), tags)
+        .build()
+}
+
 /// A `docker save` tarball of `image` whose config names a diff id that its
 /// (first) layer does not hash to: loading it must fail.
 pub fn docker_archive_with_bad_layer(image: &TestImage, tags: &[&str]) -> Vec<u8> {
@@ -891,6 +899,43 @@ mod tests {
             serde_json::from_slice(&e[manifest[0]["Config"].as_str().unwrap()].1).unwrap();
         let layer = &e[manifest[0]["Layers"][0].as_str().unwrap()].1;
         assert_ne!(cfg["rootfs"]["diff_ids"][0], sha256(layer));
+    }
+
+    /// A real tool reads what the kit writes.
+    #[test]
+    fn skopeo_reads_the_archives() {
+        let dir = std::env::temp_dir().join(format!("testkit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = TestImage::busybox().label("org.example", "yes");
+        let docker = dir.join("docker.tar");
+        write_file(&docker, &busybox_archive(&["bb:1"])).unwrap();
+        let oci = dir.join("oci.tar");
+        write_file(
+            &oci,
+            &OciLayout::new()
+                .image(&img, Some("bb:2"))
+                .compression(Compression::Zstd)
+                .build(),
+        )
+        .unwrap();
+        for (src, want_label) in [
+            (format!("docker-archive:{}", docker.display()), false),
+            (format!("oci-archive:{}:bb:2", oci.display()), true),
+        ] {
+            let out = std::process::Command::new("skopeo")
+                .args(["inspect", "--config", &src])
+                .output()
+                .expect("skopeo must be installed");
+            assert!(
+                out.status.success(),
+                "{src}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(cfg["architecture"], "amd64");
+            assert_eq!(cfg["config"]["Labels"]["org.example"] == "yes", want_label);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
