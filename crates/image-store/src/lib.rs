@@ -91,3 +91,17 @@ pub use error::Error;
 pub use model::{ContainerConfig, HistoryEntry, Image, ImageConfig};
 pub use pull::{PullOptions, PullProgress};
 pub use store::{ImageStore, LoadedImage, Removed};
+
+// The engine calls the store from `spawn_blocking` and drives `pull` in
+// spawned tasks: these fail to compile if the bounds are lost.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<ImageStore>();
+    send_sync::<Error>();
+};
+
+#[allow(dead_code)]
+fn pull_future_is_send(store: &ImageStore) {
+    fn send<T: Send>(_: T) {}
+    send(store.pull("", &PullOptions::default(), &mut |_| {}));
+}

@@ -666,3 +666,46 @@ fn loads_archives_written_by_skopeo() {
             .is_char_device());
     }
 }
+
+#[test]
+fn archives_naming_missing_entries_are_refused() {
+    let (d, s) = store();
+    let root = d.path().join("image");
+    let before = snapshot(&root);
+    let img = TestImage::busybox();
+    let config = img.config_json();
+    let cases = [
+        // The config is missing.
+        (
+            serde_json::json!([{"Config": "nope.json", "RepoTags": ["m:1"], "Layers": []}]),
+            None,
+            "nope.json",
+        ),
+        // The layer is missing.
+        (
+            serde_json::json!([{"Config": "c.json", "RepoTags": ["m:1"], "Layers": ["l/layer.tar"]}]),
+            Some(&config),
+            "l/layer.tar",
+        ),
+    ];
+    for (manifest, cfg, missing) in cases {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        if let Some(c) = cfg {
+            add("c.json", c);
+        }
+        add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+        let tar = b.into_inner().unwrap();
+        let err = load(&s, &tar).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArchive(m) if m.contains(missing)),
+            "{err}"
+        );
+        assert_eq!(snapshot(&root), before);
+    }
+}
