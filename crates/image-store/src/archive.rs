@@ -62,12 +62,23 @@ impl Contents {
             .ok_or_else(|| Error::archive(format!("{path} is missing from the archive")))
     }
 
-    fn layer(&self, path: &str) -> Result<LayerRef> {
+    /// The staged layer at `path`. An entry that did not look like a layer
+    /// when it was read (an old tar without the ustar magic) is unpacked
+    /// from memory now.
+    fn layer(&mut self, staging: &mut Staging, path: &str) -> Result<LayerRef> {
         let p = normalise(path)?;
-        self.layers
-            .get(self.resolve(&p))
-            .map(|&i| LayerRef::Staged(i))
-            .ok_or_else(|| Error::archive(format!("layer {path} is missing from the archive")))
+        let p = self.resolve(&p).to_string();
+        if let Some(&i) = self.layers.get(&p) {
+            return Ok(LayerRef::Staged(i));
+        }
+        let Some(data) = self.blobs.get(&p) else {
+            return Err(Error::archive(format!(
+                "layer {path} is missing from the archive"
+            )));
+        };
+        let idx = staging.layer(&data[..]).map_err(|e| in_entry(path, e))?;
+        self.layers.insert(p, idx);
+        Ok(LayerRef::Staged(idx))
     }
 }
 
@@ -105,6 +116,14 @@ fn read_head(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Names the archive entry in an archive error.
+fn in_entry(path: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidArchive(m) => Error::archive(format!("{path}: {m}")),
+        other => other,
+    }
 }
 
 fn read_err(e: impl std::fmt::Display) -> Error {
@@ -160,10 +179,7 @@ pub(crate) fn read_archive(
             progress(&format!("Loading layer {path}"));
             let idx = staging
                 .layer(io::Cursor::new(head).chain(&mut entry))
-                .map_err(|e| match e {
-                    Error::InvalidArchive(m) => Error::archive(format!("{path}: {m}")),
-                    other => other,
-                })?;
+                .map_err(|e| in_entry(&path, e))?;
             check_content_address(&path, &staging.layers[idx].info.blob_digest)?;
             contents.layers.insert(path, idx);
         } else if size <= MAX_METADATA {
@@ -185,9 +201,11 @@ pub(crate) fn read_archive(
         return Err(Error::archive("empty or truncated archive"));
     }
     let images = if let Ok(manifest) = contents.blob("manifest.json") {
-        docker_images(&contents, manifest)?
+        let manifest = manifest.to_vec();
+        docker_images(&mut contents, staging, &manifest)?
     } else if let Ok(index) = contents.blob("index.json") {
-        oci_images(&contents, index)?
+        let index = index.to_vec();
+        oci_images(&mut contents, staging, &index)?
     } else {
         return Err(Error::archive(
             "neither manifest.json nor index.json found (not a docker save or OCI layout tarball)",
@@ -223,7 +241,11 @@ struct ManifestEntry {
     layers: Vec<String>,
 }
 
-fn docker_images(contents: &Contents, manifest: &[u8]) -> Result<Vec<PendingImage>> {
+fn docker_images(
+    contents: &mut Contents,
+    staging: &mut Staging,
+    manifest: &[u8],
+) -> Result<Vec<PendingImage>> {
     let entries: Vec<ManifestEntry> = serde_json::from_slice(manifest)
         .map_err(|e| Error::archive(format!("invalid manifest.json: {e}")))?;
     entries
@@ -234,7 +256,7 @@ fn docker_images(contents: &Contents, manifest: &[u8]) -> Result<Vec<PendingImag
                 layers: m
                     .layers
                     .iter()
-                    .map(|l| contents.layer(l))
+                    .map(|l| contents.layer(staging, l))
                     .collect::<Result<_>>()?,
                 tags: m.repo_tags.unwrap_or_default(),
                 repo_digests: Vec::new(),
@@ -327,7 +349,11 @@ fn blob_path(digest: &str) -> Result<String> {
     Ok(format!("blobs/sha256/{hex}"))
 }
 
-fn oci_images(contents: &Contents, index: &[u8]) -> Result<Vec<PendingImage>> {
+fn oci_images(
+    contents: &mut Contents,
+    staging: &mut Staging,
+    index: &[u8],
+) -> Result<Vec<PendingImage>> {
     let index = IndexOrManifest::parse(index, "index.json")?;
     let mut out = Vec::new();
     for d in index.manifests.unwrap_or_default() {
@@ -358,7 +384,7 @@ fn oci_images(contents: &Contents, index: &[u8]) -> Result<Vec<PendingImage>> {
                 .layers
                 .unwrap_or_default()
                 .iter()
-                .map(|l| contents.layer(&blob_path(&l.digest)?))
+                .map(|l| contents.layer(staging, &blob_path(&l.digest)?))
                 .collect::<Result<_>>()?;
             out.push(PendingImage {
                 config: contents.blob(&blob_path(&config.digest)?)?.to_vec(),

@@ -709,3 +709,25 @@ fn archives_naming_missing_entries_are_refused() {
         assert_eq!(snapshot(&root), before);
     }
 }
+
+#[test]
+fn loads_layers_in_the_old_v7_tar_format() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_old();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(testkit::MTIME);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, "old.txt", &b"old"[..]).unwrap();
+    let layer = b.into_inner().unwrap();
+    assert_ne!(&layer[257..262], b"ustar");
+    let img = TestImage::from_layers(vec![layer]);
+    let (_d, s) = store();
+    load(&s, &DockerArchive::new().image(&img, &["v7:1"]).build()).unwrap();
+    assert_eq!(
+        std::fs::read(top_layer(&s, "v7:1").join("old.txt")).unwrap(),
+        b"old"
+    );
+}
