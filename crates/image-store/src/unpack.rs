@@ -162,10 +162,6 @@ impl<R: Read> HashingReader<R> {
             self.count,
         )
     }
-
-    pub(crate) fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
@@ -205,7 +201,7 @@ pub(crate) fn unpack_layer(src: impl Read, dest: &Path) -> Result<Unpacked> {
     };
     // Consume trailing bytes of the compressed stream too, so the blob
     // digest covers the whole blob.
-    io::copy(blob.get_mut(), &mut io::sink())
+    io::copy(&mut blob, &mut io::sink())
         .map_err(|e| Error::archive(format!("cannot read layer: {e}")))?;
     let (blob_digest, _) = blob.finish();
     Ok(Unpacked {
