@@ -117,6 +117,30 @@ pub fn compress(data: &[u8], c: Compression) -> Vec<u8> {
     }
 }
 
+/// Compresses a layer, reusing the result for the busybox layer (the
+/// common case; compressing 2 MB in an unoptimised test build is slow).
+fn compress_layer(layer: &[u8], c: Compression) -> Vec<u8> {
+    static CACHE: [OnceLock<Vec<u8>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    if c != Compression::None && layer == busybox_layer().as_slice() {
+        return CACHE[c as usize].get_or_init(|| compress(layer, c)).clone();
+    }
+    compress(layer, c)
+}
+
+/// `sha256:` of a layer, cached for the busybox layer.
+fn layer_digest(layer: &[u8]) -> String {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    if layer == busybox_layer().as_slice() {
+        return DIGEST.get_or_init(|| sha256(layer)).clone();
+    }
+    sha256(layer)
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -300,8 +324,12 @@ pub const GROUP: &str = "root:x:0:\nnogroup:x:65534:\nuser:x:1000:\n";
 
 /// The busybox base layer (uncompressed tar), built once per process.
 pub fn busybox_rootfs_tar() -> Vec<u8> {
+    busybox_layer().clone()
+}
+
+fn busybox_layer() -> &'static Vec<u8> {
     static LAYER: OnceLock<Vec<u8>> = OnceLock::new();
-    LAYER.get_or_init(build_busybox_layer).clone()
+    LAYER.get_or_init(build_busybox_layer)
 }
 
 fn build_busybox_layer() -> Vec<u8> {
@@ -422,7 +450,7 @@ impl TestImage {
 
     /// `sha256:<hex>` of each (uncompressed) layer, lowest first.
     pub fn diff_ids(&self) -> Vec<String> {
-        self.layers.iter().map(|l| sha256(l)).collect()
+        self.layers.iter().map(|l| layer_digest(l)).collect()
     }
 
     /// The image config JSON (Docker/OCI form).
@@ -578,7 +606,7 @@ impl DockerArchive {
             let mut layer_paths = Vec::new();
             let mut layer_descs = Vec::new();
             for layer in &image.layers {
-                let blob = compress(layer, self.compression);
+                let blob = compress_layer(layer, self.compression);
                 let blob_hex = hex_of(&blob);
                 let path = if self.oci_flavoured {
                     format!("blobs/sha256/{blob_hex}")
@@ -733,7 +761,7 @@ impl OciLayout {
             let config = image.config_json();
             let mut layers = Vec::new();
             for l in &image.layers {
-                let blob = compress(l, self.compression);
+                let blob = compress_layer(l, self.compression);
                 layers.push(serde_json::json!({
                     "mediaType": self.compression.oci_media_type(),
                     "digest": sha256(&blob), "size": blob.len(),
