@@ -731,3 +731,81 @@ fn loads_layers_in_the_old_v7_tar_format() {
         b"old"
     );
 }
+
+/// The layer directories stack as overlayfs lowerdirs: whiteouts hide
+/// files, opaque directories hide the layers below. Mounted in a private
+/// mount namespace of a dedicated thread, so nothing leaks to the host.
+#[test]
+fn layers_stack_as_overlay_lowerdirs() {
+    let (d, s) = store();
+    let middle = LayerBuilder::new()
+        .dir("opaque", 0o755)
+        .file("opaque/lower.txt", b"lower", 0o644)
+        .file("gone.txt", b"gone", 0o644)
+        .finish();
+    let top = LayerBuilder::new()
+        .whiteout("etc/group")
+        .whiteout("gone.txt")
+        .dir("opaque", 0o755)
+        .opaque("opaque")
+        .file("opaque/kept.txt", b"kept", 0o644)
+        .finish();
+    let img = TestImage::busybox().layer(middle).layer(top);
+    load(&s, &DockerArchive::new().image(&img, &["ovl:1"]).build()).unwrap();
+    let mut lower = s.layer_paths("ovl:1").unwrap();
+    lower.reverse();
+    let lowerdir = lower
+        .iter()
+        .map(|p| p.to_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let base = d.path().to_path_buf();
+    std::thread::spawn(move || {
+        use nix::mount::{mount, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .unwrap();
+        let (upper, work, merged) = (base.join("upper"), base.join("work"), base.join("merged"));
+        for p in [&upper, &work, &merged] {
+            std::fs::create_dir(p).unwrap();
+        }
+        let opts = format!(
+            "lowerdir={lowerdir},upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .unwrap();
+        assert!(merged.join("bin/busybox").is_file());
+        assert!(merged.join("etc/passwd").is_file());
+        assert!(
+            !merged.join("etc/group").exists(),
+            "whiteout hides etc/group"
+        );
+        assert!(!merged.join("gone.txt").exists(), "whiteout hides gone.txt");
+        let names: Vec<String> = std::fs::read_dir(merged.join("opaque"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["kept.txt".to_string()],
+            "opaque dir hides lower.txt"
+        );
+        nix::mount::umount(&merged).unwrap();
+    })
+    .join()
+    .unwrap();
+}
