@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image_store::{Error, ImageStore, PullOptions, PullProgress};
+use image_store::{Error, ImageStore, PullOptions, PullProgress, Removed};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use testkit::{DockerArchive, LayerBuilder, TestImage};
@@ -214,6 +214,18 @@ async fn pulls_from_a_plain_http_registry_on_localhost() {
     assert_eq!(s.list().unwrap().len(), before);
     let staging = dir.path().join("image/staging");
     assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0);
+
+    // Removing the last tag takes the repository's digest reference along.
+    let removed = s.remove(&name, false, &|_| false).unwrap();
+    assert_eq!(
+        removed,
+        vec![
+            Removed::Untagged(format!("{}/busybox:latest", reg.host())),
+            Removed::Untagged(img.repo_digests[0].clone()),
+            Removed::Deleted(img.id.clone()),
+        ]
+    );
+    assert!(matches!(s.get(&by_digest), Err(Error::NotFound(_))));
 }
 
 #[tokio::test]

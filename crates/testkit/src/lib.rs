@@ -280,8 +280,9 @@ impl LayerBuilder {
         )
     }
 
-    /// An entry with a raw, unchecked name (e.g. `../escape`), written
-    /// straight into the header to get past the tar crate's checks.
+    /// An entry with a raw, unchecked name (e.g. `../escape`, at most 100
+    /// bytes), written straight into the header to get past the tar crate's
+    /// checks.
     pub fn raw_file(mut self, name: &str, data: &[u8]) -> Self {
         let mut h = Self::header(tar::EntryType::Regular, 0o644, 0, 0);
         {
@@ -295,7 +296,7 @@ impl LayerBuilder {
         self
     }
 
-    /// A symlink with a raw, unchecked target.
+    /// A symlink with a raw, unchecked target (at most 100 bytes).
     pub fn raw_symlink(mut self, name: &str, target: &str) -> Self {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0, 0);
         h.set_path(name).expect("valid name");
