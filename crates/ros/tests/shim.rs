@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const ROS: &str = env!("CARGO_BIN_EXE_ros");
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "id", "hostname", "ls", "true", "false", "touch",
+    "sh", "echo", "cat", "sleep", "id", "hostname", "ls", "true", "false", "touch", "head",
 ];
 
 fn can_run() -> bool {
@@ -50,7 +50,13 @@ fn new_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{:016x}{:08x}{:08x}{:032x}", t as u64, std::process::id(), n, 0)
+    format!(
+        "{:016x}{:08x}{:08x}{:032x}",
+        t as u64,
+        std::process::id(),
+        n,
+        0
+    )
 }
 
 /// A busybox image layer with /etc/passwd (root and user:1000).
@@ -67,7 +73,11 @@ fn make_layer(dir: &Path) -> PathBuf {
         "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
     )
     .unwrap();
-    std::fs::write(layer.join("etc/group"), "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n").unwrap();
+    std::fs::write(
+        layer.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nwheel:x:10:user\n",
+    )
+    .unwrap();
     layer
 }
 
@@ -191,10 +201,13 @@ impl Ctr {
     }
 
     fn exec(&self, args: &[&str]) -> (i32, String, String) {
-        let exec = ExecConfig {
+        self.exec_as(ExecConfig {
             args: args.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
-        };
+        })
+    }
+
+    fn exec_as(&self, exec: ExecConfig) -> (i32, String, String) {
         let path = self.dir.join("exec.json");
         std::fs::write(&path, serde_json::to_vec(&exec).unwrap()).unwrap();
         let out = Command::new(ROS)
@@ -253,13 +266,17 @@ fn output_lands_in_the_log_as_stdout_and_stderr() {
     let exit = c.run();
     assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
     assert_eq!(exit.error, None);
-    let recs: Vec<(String, String)> = c
-        .records()
-        .into_iter()
-        .map(|r| (r.stream, r.log))
-        .collect();
-    assert!(recs.contains(&("stdout".into(), "hello\n".into())), "{recs:?}");
-    assert!(recs.contains(&("stderr".into(), "err\n".into())), "{recs:?}");
+    let recs: Vec<(String, String)> = c.records().into_iter().map(|r| (r.stream, r.log)).collect();
+    assert!(
+        recs.contains(&("stdout".into(), "hello\n".into())),
+        "{recs:?}"
+    );
+    assert!(
+        recs.contains(&("stderr".into(), "err\n".into())),
+        "{recs:?}"
+    );
+    // Nothing else: the runtime's own messages stay out of the container log.
+    assert_eq!(recs.len(), 2, "{recs:?}");
     let started = read_started(&c.dir).expect("started.json");
     assert!(started.pid > 0);
 }
@@ -283,7 +300,12 @@ fn killed_container_records_the_signal() {
     let pid = c.start_ok();
     c.kill(pid);
     let exit = c.wait();
-    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)), "{}", c.shim_log());
+    assert_eq!(
+        (exit.exit_code, exit.signal),
+        (137, Some(9)),
+        "{}",
+        c.shim_log()
+    );
 }
 
 #[test]
@@ -296,10 +318,19 @@ fn writes_go_to_the_upper_dir_and_the_rootfs_is_unmounted_after_exit() {
     let exit = c.run();
     assert_eq!(exit.exit_code, 0, "{}", c.shim_log());
     let upper = c.cfg.rootfs.upper.clone();
-    assert_eq!(std::fs::read_to_string(upper.join("newfile")).unwrap(), "data\n");
-    assert_eq!(std::fs::read_to_string(upper.join("etc/passwd")).unwrap(), "more\n");
+    assert_eq!(
+        std::fs::read_to_string(upper.join("newfile")).unwrap(),
+        "data\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upper.join("etc/passwd")).unwrap(),
+        "more\n"
+    );
     assert!(!c.layer.join("newfile").exists());
-    assert_eq!(std::fs::read(c.layer.join("etc/passwd")).unwrap(), passwd_before);
+    assert_eq!(
+        std::fs::read(c.layer.join("etc/passwd")).unwrap(),
+        passwd_before
+    );
     assert!(!is_mounted(&c.cfg.rootfs.target), "rootfs still mounted");
     // libcontainer's state is gone too.
     assert!(!c.dir.join("state").join(&c.cfg.id).exists());
@@ -345,7 +376,10 @@ fn unknown_user_fails_clearly() {
     let mut c = Ctr::new(&["true"]);
     c.cfg.user = "nobody".to_string();
     let line = c.start();
-    assert!(line.starts_with("error ") && line.contains("unable to find user nobody"), "{line}");
+    assert!(
+        line.starts_with("error ") && line.contains("unable to find user nobody"),
+        "{line}"
+    );
     let exit = c.wait();
     assert!(exit.error.is_some());
     assert!(!is_mounted(&c.cfg.rootfs.target));
@@ -364,7 +398,11 @@ fn network_is_private_with_loopback_unless_host_network() {
     if !can_run() {
         return;
     }
-    let mut c = Ctr::new(&["sh", "-c", "cat /proc/net/dev; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags >&2"]);
+    let mut c = Ctr::new(&[
+        "sh",
+        "-c",
+        "cat /proc/net/dev; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags >&2",
+    ]);
     assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
     assert_eq!(interfaces(&c), ["lo"]);
     // lo is up (IFF_UP is bit 0 of the flags).
@@ -413,6 +451,22 @@ fn exec_runs_in_the_running_container() {
     assert_eq!((code, out.as_str()), (0, "box-data\n"), "{err}");
     let (code, _, _) = c.exec(&["sh", "-c", "exit 5"]);
     assert_eq!(code, 5);
+    let (code, out, err) = c.exec_as(ExecConfig {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "id -u; pwd; echo $HOME $FOO".into(),
+        ],
+        user: "user".into(),
+        cwd: "/etc".into(),
+        env: vec!["FOO=bar".into()],
+        ..Default::default()
+    });
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "1000\n/etc\n/home/user bar\n"),
+        "{err}"
+    );
     let (code, _, err) = c.exec(&["no-such-command"]);
     assert_eq!(code, 127, "{err}");
     assert!(err.contains("no-such-command"), "{err}");
@@ -431,7 +485,11 @@ fn missing_executable_is_an_error_with_127() {
     assert!(line.contains("no-such-command"), "{line}");
     let exit = c.wait();
     assert_eq!(exit.exit_code, 127, "{exit:?}");
-    assert!(exit.error.as_deref().unwrap_or("").contains("no-such-command"));
+    assert!(exit
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("no-such-command"));
     assert!(!is_mounted(&c.cfg.rootfs.target), "rootfs still mounted");
     assert!(!c.dir.join("state").join(&c.cfg.id).exists());
 }
@@ -439,7 +497,9 @@ fn missing_executable_is_an_error_with_127() {
 fn cgroup_memory_limit(cgroup_path: &str) -> Option<String> {
     let rel = cgroup_path.trim_start_matches('/');
     [
-        Path::new("/sys/fs/cgroup/memory").join(rel).join("memory.limit_in_bytes"),
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.limit_in_bytes"),
         Path::new("/sys/fs/cgroup").join(rel).join("memory.max"),
     ]
     .iter()
@@ -466,7 +526,11 @@ fn memory_limit_shows_in_the_cgroup() {
     );
     c.kill(pid);
     assert_eq!(c.wait().exit_code, 137);
-    assert_eq!(cgroup_memory_limit(&c.cfg.cgroup_path), None, "cgroup removed");
+    assert_eq!(
+        cgroup_memory_limit(&c.cfg.cgroup_path),
+        None,
+        "cgroup removed"
+    );
 }
 
 #[test]
@@ -588,5 +652,26 @@ fn privileged_sees_host_devices_and_unprivileged_does_not() {
     c.cfg.privileged = true;
     assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
     let privileged = c.stdout();
-    assert!(privileged.lines().any(|l| l == block), "{block} not in {privileged}");
+    assert!(
+        privileged.lines().any(|l| l == block),
+        "{block} not in {privileged}"
+    );
+}
+
+#[test]
+fn oom_kill_is_recorded() {
+    if !can_run() {
+        return;
+    }
+    // The shell keeps the 60 MB in memory; the limit is 16 MB.
+    let mut c = Ctr::new(&[
+        "sh",
+        "-c",
+        "a=$(head -c 60000000 /dev/urandom); echo survived",
+    ]);
+    c.cfg.resources.memory = Some(16 << 20);
+    let exit = c.run();
+    assert!(exit.oom_killed, "{exit:?}\n{}", c.shim_log());
+    assert_eq!(exit.exit_code, 137);
+    assert!(!c.stdout().contains("survived"));
 }
