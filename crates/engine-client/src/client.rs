@@ -71,7 +71,7 @@ pub fn socket_path(host: &str) -> Result<PathBuf> {
     }
     if let Some((scheme, _)) = host.split_once("://") {
         return Err(Error::NotSupported(format!(
-            "host {host:?}: the {scheme}:// scheme (only unix:// is)"
+            "the {scheme}:// scheme of {host} (use unix:///path)"
         )));
     }
     Err(Error::Usage(format!(

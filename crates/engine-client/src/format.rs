@@ -100,6 +100,19 @@ pub fn human_size(bytes: i64) -> String {
     format!("{}{}", go_g(size, 3), UNITS[unit])
 }
 
+/// go-units `BytesSize`: binary units and four significant digits, as in
+/// `docker info`'s "Total Memory: 1.944GiB".
+pub fn bytes_size(bytes: i64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g(size, 4), UNITS[unit])
+}
+
 /// Go's `%.{precision}g` for non-negative finite numbers: shortest of fixed and
 /// exponent notation, trailing zeros removed ("1.24", "128", "1e+03").
 fn go_g(value: f64, precision: usize) -> String {
@@ -325,6 +338,13 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(human_size(bytes), want, "{bytes}");
         }
+    }
+
+    #[test]
+    fn binary_sizes_like_go_units() {
+        assert_eq!(bytes_size(512), "512B");
+        assert_eq!(bytes_size(2_087_354_368), "1.944GiB");
+        assert_eq!(bytes_size(1 << 30), "1GiB");
     }
 
     #[test]

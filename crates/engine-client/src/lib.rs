@@ -111,6 +111,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let _ = std::io::stdout().flush();
     match result {
         Ok(code) => code,
+        // A closed pipe (`system-docker logs x | head`) ends the command
+        // quietly, as a SIGPIPE would end docker.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 141,
         Err(e) => {
             if cli.debug {
                 eprintln!("{e:?}");

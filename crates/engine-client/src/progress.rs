@@ -50,7 +50,8 @@ impl Target {
 pub struct Progress {
     target: Target,
     multi: Option<MultiProgress>,
-    bars: HashMap<String, ProgressBar>,
+    /// Each layer's line on a terminal, and whether it shows a bar now.
+    bars: HashMap<String, (ProgressBar, bool)>,
     /// Last status printed per layer, in plain mode.
     last: HashMap<String, String>,
 }
@@ -59,8 +60,12 @@ fn plain_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
+fn line_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix}: {msg:<12}[{bar:50}] {sizes}")
+    ProgressStyle::with_template("{prefix}: {msg} [{bar:30}] {sizes}")
         .map(|s| {
             s.progress_chars("=> ").with_key(
                 "sizes",
@@ -76,6 +81,13 @@ fn bar_style() -> ProgressStyle {
             )
         })
         .unwrap_or_else(|_| plain_style())
+}
+
+/// Whether a status carries a byte count worth a bar (docker draws bars for
+/// these two only).
+fn shows_bar(status: &str, bytes: Option<(i64, i64)>) -> bool {
+    (status.starts_with("Downloading") || status.starts_with("Extracting"))
+        && bytes.is_some_and(|(_, total)| total > 0)
 }
 
 impl Progress {
@@ -108,9 +120,12 @@ impl Progress {
             return Ok(());
         }
         let Some(id) = id.filter(|i| !i.is_empty()) else {
+            // General lines ("Digest: ...") go below the layers, as in docker.
             return match &self.multi {
-                Some(m) => {
-                    let _ = m.println(status);
+                Some(multi) => {
+                    let line = multi.add(ProgressBar::new(0).with_style(line_style()));
+                    line.set_message(status.to_string());
+                    line.abandon();
                     Ok(())
                 }
                 None => self.target.line(status),
@@ -118,36 +133,88 @@ impl Progress {
         };
         match &self.multi {
             Some(multi) => {
-                let bar = self.bars.entry(id.to_string()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(0).with_style(plain_style()));
+                let bar_now = shows_bar(status, bytes);
+                let style = || if bar_now { bar_style() } else { plain_style() };
+                let (bar, has_bar) = self.bars.entry(id.to_string()).or_insert_with(|| {
+                    let bar = ProgressBar::new(0).with_style(style());
                     bar.set_prefix(id.to_string());
-                    bar
+                    bar.set_message(status.to_string());
+                    (multi.add(bar), bar_now)
                 });
-                match bytes {
-                    Some((current, total)) if total > 0 => {
-                        bar.set_style(bar_style());
-                        bar.set_length(total as u64);
-                        bar.set_position(current.max(0) as u64);
-                    }
-                    _ => bar.set_style(plain_style()),
-                }
+                // Message and counts first, then the style: each call redraws.
                 bar.set_message(status.to_string());
+                if let (true, Some((current, total))) = (bar_now, bytes) {
+                    bar.set_length(total as u64);
+                    bar.set_position(current.max(0) as u64);
+                }
+                if *has_bar != bar_now {
+                    bar.set_style(style());
+                    *has_bar = bar_now;
+                }
                 Ok(())
             }
-            None => {
-                if self.last.get(id).map(String::as_str) == Some(status) {
-                    return Ok(());
-                }
-                self.last.insert(id.to_string(), status.to_string());
-                self.target.line(&format!("{id}: {status}"))
-            }
+            None => match plain_line(&mut self.last, id, status) {
+                Some(line) => self.target.line(&line),
+                None => Ok(()),
+            },
         }
     }
 
     /// Leaves every line as it is last drawn.
     pub fn finish(&mut self) {
-        for bar in self.bars.values() {
+        for (_, (bar, _)) in self.bars.drain() {
             bar.abandon();
         }
+    }
+}
+
+/// Plain mode: the line to print for a layer's status, or None when the
+/// layer's status has not changed (byte counts are not shown).
+fn plain_line(last: &mut HashMap<String, String>, id: &str, status: &str) -> Option<String> {
+    if last.get(id).map(String::as_str) == Some(status) {
+        return None;
+    }
+    last.insert(id.to_string(), status.to_string());
+    Some(format!("{id}: {status}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_mode_prints_each_status_change_once() {
+        let mut last = HashMap::new();
+        let seen: Vec<String> = [
+            ("a", "Pulling fs layer"),
+            ("b", "Pulling fs layer"),
+            ("a", "Downloading"),
+            ("a", "Downloading"),
+            ("a", "Downloading"),
+            ("b", "Already exists"),
+            ("a", "Pull complete"),
+        ]
+        .iter()
+        .filter_map(|(id, status)| plain_line(&mut last, id, status))
+        .collect();
+        assert_eq!(
+            seen,
+            vec![
+                "a: Pulling fs layer",
+                "b: Pulling fs layer",
+                "a: Downloading",
+                "b: Already exists",
+                "a: Pull complete"
+            ]
+        );
+    }
+
+    #[test]
+    fn bars_only_while_bytes_move() {
+        assert!(shows_bar("Downloading", Some((10, 100))));
+        assert!(shows_bar("Extracting", Some((0, 100))));
+        assert!(!shows_bar("Pull complete", Some((0, 100))));
+        assert!(!shows_bar("Downloading", None));
+        assert!(!shows_bar("Downloading", Some((0, 0))));
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::ps_table;
 use crate::parse::create_body;
 use crate::progress::Target;
+use crate::EXIT_USAGE;
 
 /// The create request for `args`, reading env files and our environment.
 fn body_for(args: &ContainerArgs) -> Result<ContainerCreateBody> {
@@ -99,7 +100,10 @@ fn start_failure_code(e: &Error) -> i32 {
         || message.contains("not found in $PATH")
     {
         127
-    } else if message.contains("permission denied") || message.contains("is a directory") {
+    } else if message.contains("permission denied")
+        || message.contains("is a directory")
+        || message.contains("does not have correct permissions")
+    {
         126
     } else {
         125
@@ -230,7 +234,16 @@ async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
                     err_out(format!("{e}\n").as_bytes())?;
                 }
             }
-            code = &mut waiter => break code?,
+            waited = &mut waiter => {
+                // As docker run: an error reported by wait means exit 125.
+                break match waited? {
+                    (_, Some(message)) => {
+                        err_out(format!("{message}\n").as_bytes())?;
+                        EXIT_USAGE
+                    }
+                    (code, None) => code,
+                };
+            }
             Some(name) = forwarded.recv() => {
                 let options = KillContainerOptions { signal: name.to_string() };
                 if let Err(e) = engine.docker().kill_container(id, Some(options)).await {
@@ -263,8 +276,9 @@ async fn print_logs(
     Ok(())
 }
 
-/// Waits for the container to stop and returns its exit code.
-async fn wait_exit(engine: &Engine, id: &str) -> Result<i32> {
+/// Waits for the container to stop; returns its exit code and the engine's
+/// error message, if it reported one (a container that could not be started).
+async fn wait_exit(engine: &Engine, id: &str) -> Result<(i32, Option<String>)> {
     #[derive(serde::Deserialize)]
     struct WaitError {
         #[serde(rename = "Message")]
@@ -281,17 +295,12 @@ async fn wait_exit(engine: &Engine, id: &str) -> Result<i32> {
     let (_, body) = engine.raw(Method::POST, &path, RawBody::Empty).await?;
     let waited: Waited = serde_json::from_slice(&body)
         .map_err(|e| Error::Engine(format!("bad answer to wait: {e}")))?;
-    if let Some(message) = waited
+    let message = waited
         .error
         .and_then(|e| e.message)
-        .filter(|m| !m.is_empty())
-    {
-        return Err(Error::Daemon {
-            status: 200,
-            message,
-        });
-    }
-    Ok(waited.status_code.clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+        .filter(|m| !m.is_empty());
+    let code = waited.status_code.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+    Ok((code, message))
 }
 
 /// `start`.
@@ -423,9 +432,9 @@ pub async fn inspect(engine: &Engine, args: InspectArgs) -> Result<i32> {
             let path = format!("/{kind}/{}/json", encode(name, true));
             match engine.raw(Method::GET, &path, RawBody::Empty).await {
                 Ok((_, body)) => {
-                    let value: serde_json::Value = serde_json::from_slice(&body)
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
                         .map_err(|e| Error::Engine(format!("bad answer to inspect {name}: {e}")))?;
-                    found.push(value);
+                    found.push(String::from_utf8_lossy(&body).trim().to_string());
                     continue 'names;
                 }
                 Err(e) if e.is_not_found() => continue,
@@ -434,23 +443,77 @@ pub async fn inspect(engine: &Engine, args: InspectArgs) -> Result<i32> {
         }
         missing.push(name.clone());
     }
-    out(format!("{}\n", to_json_4(&serde_json::Value::Array(found))?).as_bytes())?;
+    let array = format!("[{}]", found.join(","));
+    out(format!("{}\n", to_json_4(array.as_bytes())).as_bytes())?;
     for name in &missing {
         err_out(format!("{}\n", Error::NoSuchObject(name.clone())).as_bytes())?;
     }
     Ok(if missing.is_empty() { 0 } else { 1 })
 }
 
-/// JSON with 4-space indentation, as `docker inspect` prints it.
-fn to_json_4(value: &serde_json::Value) -> Result<String> {
-    use serde::Serialize;
-    let mut buf = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
-    value
-        .serialize(&mut ser)
-        .map_err(|e| Error::Engine(format!("cannot format JSON: {e}")))?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+/// JSON with 4-space indentation, as `docker inspect` prints it, keeping the
+/// engine's key order. Hand-written because serde_json's `Value` sorts keys
+/// (its `preserve_order` feature would change map ordering for the whole
+/// workspace) and a token-level re-indenter is short. `json` must be valid.
+fn to_json_4(json: &[u8]) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let text = String::from_utf8_lossy(json);
+    let chars: Vec<char> = text.chars().collect();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"    ".repeat(depth));
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' => {
+                out.push('"');
+                i += 1;
+                while i < chars.len() {
+                    out.push(chars[i]);
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        out.push(chars[i + 1]);
+                        i += 1;
+                    } else if chars[i] == '"' {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            '{' | '[' => {
+                let close = if c == '{' { '}' } else { ']' };
+                let mut j = i + 1;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                if j < chars.len() && chars[j] == close {
+                    out.push(c);
+                    out.push(close);
+                    i = j;
+                } else {
+                    out.push(c);
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(',');
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `logs`.
@@ -489,7 +552,8 @@ pub async fn wait(engine: &Engine, args: NamesArgs) -> Result<i32> {
     let mut code = 0;
     for name in &args.containers {
         match wait_exit(engine, name).await {
-            Ok(status) => out(format!("{status}\n").as_bytes())?,
+            // docker wait prints the status code even when wait reports an error
+            Ok((status, _)) => out(format!("{status}\n").as_bytes())?,
             Err(e) => {
                 if matches!(e, Error::CannotConnect { .. }) {
                     return Err(e);
@@ -522,15 +586,42 @@ mod tests {
             start_failure_code(&daemon("exec /etc/passwd: permission denied")),
             126
         );
+        assert_eq!(
+            start_failure_code(&daemon(
+                "failed to start container 1: exec process failed with error error in executing \
+                 process : executable '/etc/passwd' at path '\"/etc/passwd\"' does not have \
+                 correct permissions"
+            )),
+            126
+        );
+        assert_eq!(
+            start_failure_code(&daemon(
+                "failed to start container 1: exec process failed with error error in executing \
+                 process : executable 'nosuch' not found in $PATH"
+            )),
+            127
+        );
         assert_eq!(start_failure_code(&daemon("cgroup setup failed")), 125);
     }
 
     #[test]
-    fn inspect_output_uses_four_spaces() {
-        let v = serde_json::json!([{"Id": "x", "State": {"Pid": 1}}]);
-        assert_eq!(
-            to_json_4(&v).unwrap(),
-            "[\n    {\n        \"Id\": \"x\",\n        \"State\": {\n            \"Pid\": 1\n        }\n    }\n]"
-        );
+    fn inspect_output_is_indented_like_docker_in_engine_order() {
+        let engine = br#"[{"Id":"x","Args":[],"State":{"Pid":1,"Status":"a,b:{c}\"]"},"Env":null,"Mounts":[{}]}]"#;
+        let want = r#"[
+    {
+        "Id": "x",
+        "Args": [],
+        "State": {
+            "Pid": 1,
+            "Status": "a,b:{c}\"]"
+        },
+        "Env": null,
+        "Mounts": [
+            {}
+        ]
+    }
+]"#;
+        assert_eq!(to_json_4(engine), want);
+        assert_eq!(to_json_4(b"[]"), "[]");
     }
 }

@@ -3,7 +3,7 @@
 use crate::client::{Engine, API_VERSION};
 use crate::commands::out;
 use crate::error::Result;
-use crate::format::human_size;
+use crate::format::bytes_size;
 
 /// What `system-docker -v` prints.
 pub fn client_version_line() -> String {
@@ -99,7 +99,7 @@ pub async fn info(engine: &Engine) -> Result<i32> {
     line("OSType", i.os_type.clone());
     line("Architecture", i.architecture.clone());
     line("CPUs", num(i.ncpu));
-    line("Total Memory", i.mem_total.map(human_size));
+    line("Total Memory", i.mem_total.map(bytes_size));
     line("Name", i.name.clone());
     line("ID", i.id.clone());
     line("Docker Root Dir", i.docker_root_dir.clone());
