@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 const ROS: &str = env!("CARGO_BIN_EXE_ros");
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
-    "sh", "echo", "cat", "sleep", "id", "hostname", "ls", "true", "false", "touch", "head",
+    "sh", "echo", "cat", "sleep", "id", "hostname", "ls", "true", "false", "touch", "head", "grep",
+    "pwd",
 ];
 
 fn can_run() -> bool {
@@ -674,4 +675,97 @@ fn oom_kill_is_recorded() {
     assert!(exit.oom_killed, "{exit:?}\n{}", c.shim_log());
     assert_eq!(exit.exit_code, 137);
     assert!(!c.stdout().contains("survived"));
+}
+
+#[test]
+fn working_directory_is_created_when_missing() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["pwd"]);
+    c.cfg.cwd = "/app/work".to_string();
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    assert_eq!(c.stdout(), "/app/work\n");
+}
+
+#[test]
+fn an_image_without_layers_runs_on_an_empty_lower_dir() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "ls /"]);
+    c.cfg.rootfs.lower.clear();
+    c.cfg.mounts = vec![BindMount {
+        source: c.layer.join("bin"),
+        destination: "/bin".to_string(),
+        read_only: true,
+        propagation: String::new(),
+    }];
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    let listing: Vec<String> = c.stdout().lines().map(String::from).collect();
+    assert!(listing.contains(&"bin".to_string()), "{listing:?}");
+    assert!(!listing.contains(&"etc".to_string()), "{listing:?}");
+}
+
+#[test]
+fn the_shim_does_not_need_the_engine() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "sleep 0.3; echo still here"]);
+    std::fs::write(
+        c.dir.join("run.json"),
+        serde_json::to_vec_pretty(&c.cfg).unwrap(),
+    )
+    .unwrap();
+    // The engine goes away at once: nobody reads the status line.
+    let mut child = Command::new(ROS)
+        .args(["shim", "run"])
+        .arg(&c.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(c.dir.join("shim.log")).unwrap())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    c.shim = Some(child);
+    let exit = c.wait();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    assert_eq!(c.stdout(), "still here\n");
+}
+
+fn cap_eff(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no CapEff in {status:?}"))
+}
+
+#[test]
+fn privileged_exec_gets_every_capability() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sleep", "100"]);
+    let pid = c.start_ok();
+    let read_caps = |privileged| {
+        let (code, out, err) = c.exec_as(ExecConfig {
+            args: vec!["grep".into(), "CapEff".into(), "/proc/self/status".into()],
+            privileged,
+            ..Default::default()
+        });
+        assert_eq!(code, 0, "{err}");
+        cap_eff(&out)
+    };
+    let normal = read_caps(false);
+    let privileged = read_caps(true);
+    const SYS_ADMIN: u64 = 1 << 21;
+    assert_eq!(normal & SYS_ADMIN, 0);
+    assert_ne!(privileged & SYS_ADMIN, 0);
+    assert_eq!(privileged & normal, normal);
+    c.kill(pid);
+    c.wait();
 }

@@ -33,6 +33,7 @@
 //! - See each module for more.
 
 pub mod error;
+pub mod inroot;
 pub mod logfile;
 pub mod overlay;
 pub mod protocol;

@@ -269,6 +269,10 @@ impl Shim {
         self.mounted = true;
 
         let facts = Facts::gather(cfg, &cfg.rootfs.target)?;
+        // Docker creates a missing working directory; libcontainer does not.
+        if !cfg.cwd.is_empty() {
+            crate::inroot::mkdir_all_in_root(&cfg.rootfs.target, &cfg.cwd)?;
+        }
         let mut spec = spec::generate(cfg, &facts)?;
         if cfg.cgroup_path.is_empty() {
             if let Some(linux) = spec.linux_mut() {
@@ -603,8 +607,11 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
         .unwrap_or("/")
         .to_string();
     let caps: Vec<String> = if exec.privileged {
+        // Every capability the runtime holds (it cannot give more).
+        let own = spec::own_capabilities();
         spec::ALL_CAPABILITIES
             .iter()
+            .filter(|c| own.as_ref().is_none_or(|own| own.contains(c)))
             .map(|c| format!("CAP_{c}"))
             .collect()
     } else {

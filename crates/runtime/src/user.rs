@@ -17,6 +17,7 @@
 //! read a file of the host.
 
 use crate::error::{Error, Result};
+use crate::inroot::read_in_root;
 use std::path::Path;
 
 /// The identity a container process runs as.
@@ -158,41 +159,6 @@ pub fn resolve(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<
         }
     }
     Ok(out)
-}
-
-/// Reads a file of the container's root filesystem, resolving symlinks as if
-/// `root` were `/`. None when it does not exist.
-pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
-    use std::io::Read;
-    let io_err = |e: pathrs::error::Error| {
-        Error::io(
-            format!("failed to open {path} in {}", root.display()),
-            std::io::Error::other(crate::error::error_chain(&e)),
-        )
-    };
-    // Opened here rather than with `Root::open`, which refuses a symlink as
-    // the root itself; `/proc/PID/root` (used for `exec`) is one.
-    let dir = std::fs::File::open(root).map_err(|e| {
-        Error::io(
-            format!("failed to open the root filesystem {}", root.display()),
-            e,
-        )
-    })?;
-    let root_handle = pathrs::Root::from_fd(std::os::fd::OwnedFd::from(dir));
-    let mut file = match root_handle.open_subpath(path, pathrs::flags::OpenFlags::O_RDONLY) {
-        Ok(f) => f,
-        Err(e) if e.kind() == pathrs::error::ErrorKind::OsError(Some(libc::ENOENT)) => {
-            return Ok(None)
-        }
-        Err(e) => return Err(io_err(e)),
-    };
-    let mut text = String::new();
-    // Not UTF-8: treat bytes lossily rather than failing the container.
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::io(format!("failed to read {path} in {}", root.display()), e))?;
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(Some(text))
 }
 
 /// Resolves `spec` against `/etc/passwd` and `/etc/group` of the container
