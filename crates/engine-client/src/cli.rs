@@ -63,7 +63,6 @@ pub enum Command {
     /// List images
     ///
     /// Example: system-docker images -q busybox
-    #[command(visible_alias = "image-ls")]
     Images(ImagesArgs),
     /// Load images from a tar archive (docker save or OCI layout), stdin by default
     ///

@@ -32,6 +32,11 @@ pub async fn images(engine: &Engine, args: ImagesArgs) -> Result<i32> {
         }))
         .await
         .map_err(|e| engine.err(e))?;
+    // Also filtered here, for engines that ignore the `reference` filter.
+    let list = match &args.reference {
+        Some(r) => filter_reference(list, r),
+        None => list,
+    };
     if args.quiet {
         let mut seen = std::collections::HashSet::new();
         let mut text = String::new();
@@ -47,6 +52,29 @@ pub async fn images(engine: &Engine, args: ImagesArgs) -> Result<i32> {
         out(images_table(&list, args.no_trunc, chrono::Utc::now().timestamp()).as_bytes())?;
     }
     Ok(0)
+}
+
+/// Keeps the images with a tag matching `REPOSITORY[:TAG]` (exact names), and
+/// of each only the matching tags.
+pub fn filter_reference(
+    images: Vec<bollard::models::ImageSummary>,
+    reference: &str,
+) -> Vec<bollard::models::ImageSummary> {
+    let explicit_tag = {
+        let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+        reference[last_slash..].contains(':')
+    };
+    let (want_repo, want_tag) = split_reference(reference);
+    images
+        .into_iter()
+        .filter_map(|mut image| {
+            image.repo_tags.retain(|t| {
+                let (repo, tag) = split_reference(t);
+                repo == want_repo && (!explicit_tag || tag == want_tag)
+            });
+            (!image.repo_tags.is_empty()).then_some(image)
+        })
+        .collect()
 }
 
 /// Opens FILE, or stdin for `-`/`None` (refusing a terminal, as docker does).
@@ -246,4 +274,46 @@ pub async fn rmi(engine: &Engine, args: RmiArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ImageSummary;
+
+    #[test]
+    fn reference_filter_keeps_matching_tags() {
+        let images = vec![
+            ImageSummary {
+                id: "sha256:1".into(),
+                repo_tags: vec![
+                    "busybox:latest".into(),
+                    "busybox:1".into(),
+                    "other:1".into(),
+                ],
+                ..Default::default()
+            },
+            ImageSummary {
+                id: "sha256:2".into(),
+                repo_tags: vec!["127.0.0.1:5000/busybox:latest".into()],
+                ..Default::default()
+            },
+        ];
+        let tags = |list: Vec<ImageSummary>| -> Vec<String> {
+            list.into_iter().flat_map(|i| i.repo_tags).collect()
+        };
+        assert_eq!(
+            tags(filter_reference(images.clone(), "busybox")),
+            vec!["busybox:latest", "busybox:1"]
+        );
+        assert_eq!(
+            tags(filter_reference(images.clone(), "busybox:1")),
+            vec!["busybox:1"]
+        );
+        assert_eq!(
+            tags(filter_reference(images.clone(), "127.0.0.1:5000/busybox")),
+            vec!["127.0.0.1:5000/busybox:latest"]
+        );
+        assert!(filter_reference(images, "nosuch").is_empty());
+    }
 }
