@@ -97,10 +97,13 @@ impl Error {
 
     /// Wraps a libcontainer error, keeping every cause in the message.
     pub(crate) fn container(context: &'static str, err: &dyn std::error::Error) -> Self {
-        Error::Container {
-            context,
-            message: error_chain(err),
-        }
+        let chain = error_chain(err);
+        // libcontainer's outermost error often says what `context` says.
+        let message = match chain.strip_prefix(context) {
+            Some(rest) if rest.starts_with(": ") => rest[2..].to_string(),
+            _ => chain,
+        };
+        Error::Container { context, message }
     }
 
     /// The exit status Docker reports when a container fails to start this
@@ -148,3 +151,56 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Msg(String, #[source] Option<Box<Msg>>);
+
+    fn chain(outer: &str, inner: &str) -> Msg {
+        Msg(
+            outer.to_string(),
+            Some(Box::new(Msg(inner.to_string(), None))),
+        )
+    }
+
+    #[test]
+    fn container_errors_keep_causes_once() {
+        let e = Error::container(
+            "failed to start container",
+            &chain("failed to start container", "boom"),
+        );
+        assert_eq!(e.to_string(), "failed to start container: boom");
+        // A cause already in the message is not repeated.
+        let e = Error::container("x", &chain("outer: inner", "inner"));
+        assert_eq!(e.to_string(), "x: outer: inner");
+    }
+
+    #[test]
+    fn exit_codes_follow_docker() {
+        let c = |m: &str| Error::Container {
+            context: "failed to create container",
+            message: m.to_string(),
+        };
+        let cases = [
+            (c("executable 'nope' not found in $PATH"), 127),
+            (
+                c("failed to execvp: ENOENT: No such file or directory"),
+                127,
+            ),
+            (
+                c("executable 'x' at path '/x' does not have correct permissions"),
+                126,
+            ),
+            (c("cgroup: device or resource busy"), 125),
+            (Error::UnknownUser("bob".to_string()), 126),
+            (Error::InvalidConfig("no command given".to_string()), 125),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
+    }
+}

@@ -85,7 +85,9 @@ pub const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// `ros shim run DIR`: create, start and wait for the container described by
 /// DIR/run.json. Returns the process exit code of the shim.
 pub fn run_main(container_dir: &Path) -> i32 {
-    init_logging("warn");
+    // libcgroups warns about every controller the kernel lacks, libcontainer
+    // about seccomp for every container: noise in a log per container.
+    init_logging("warn,libcgroups::v1::manager=error,libcontainer::process::init::process=error");
     install_signal_handlers(&[
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -107,16 +109,18 @@ pub fn run_main(container_dir: &Path) -> i32 {
         Err(e) => {
             let message = e.to_string();
             tracing::error!("{message}");
-            report_status(&format!("error {}", message.replace('\n', " ")));
+            // Clean up before answering: the engine may remove the
+            // directory as soon as it reads the answer.
             shim.cleanup();
             let code = e.exit_code();
             shim.write_exit(&Exited {
                 exit_code: code,
                 signal: None,
                 finished_at: now_rfc3339(),
-                error: Some(message),
+                error: Some(message.clone()),
                 oom_killed: false,
             });
+            report_status(&format!("error {}", message.replace('\n', " ")));
             code
         }
     }
