@@ -769,3 +769,39 @@ fn privileged_exec_gets_every_capability() {
     c.kill(pid);
     c.wait();
 }
+
+#[test]
+fn a_killed_shim_leaves_nothing_that_blocks_a_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sleep", "100"]);
+    let pid = c.start_ok();
+    let mut shim = c.shim.take().unwrap();
+    shim.kill().unwrap();
+    shim.wait().unwrap();
+    c.kill(pid);
+    assert!(is_mounted(&c.cfg.rootfs.target));
+    assert!(c.dir.join("state").join(&c.cfg.id).exists());
+
+    c.cfg.args = vec!["echo".into(), "again".into()];
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    assert_eq!(c.stdout(), "again\n");
+    assert!(!is_mounted(&c.cfg.rootfs.target));
+}
+
+#[test]
+fn an_unsafe_container_id_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["true"]);
+    c.cfg.id = "../escape".to_string();
+    let line = c.start();
+    assert!(
+        line.starts_with("error ") && line.contains("invalid container id"),
+        "{line}"
+    );
+    assert_eq!(c.wait().exit_code, 125);
+}

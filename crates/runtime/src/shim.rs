@@ -266,8 +266,11 @@ impl Shim {
 
     fn start(&mut self) -> Result<Running> {
         let cfg = &self.cfg;
-        if cfg.id.is_empty() {
-            return Err(Error::InvalidConfig("no container id given".to_string()));
+        validate_id(&cfg.id)?;
+        // A shim killed before its cleanup leaves the rootfs mounted.
+        if overlay::is_mounted(&cfg.rootfs.target) {
+            tracing::warn!("unmounting stale rootfs {}", cfg.rootfs.target.display());
+            overlay::unmount_rootfs(&cfg.rootfs.target)?;
         }
         overlay::mount_rootfs(&cfg.rootfs, &self.dir)?;
         self.mounted = true;
@@ -370,6 +373,16 @@ impl Shim {
             tracing::error!("failed to write {}: {e}", path.display());
         }
     }
+}
+
+/// The id names directories: libcontainer's rules keep it one plain name.
+fn validate_id(id: &str) -> Result<()> {
+    ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .validate_id()
+        .map(|_| ())
+        .map_err(|e| {
+            Error::InvalidConfig(format!("invalid container id {id:?}: {}", error_chain(&e)))
+        })
 }
 
 /// A container state directory left by an earlier shim of the same container
@@ -580,6 +593,7 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
     }
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let cfg = protocol::read_run_config(&dir)?;
+    validate_id(&cfg.id)?;
     let state_root = dir.join(STATE_DIR);
     let container = Container::load(state_root.join(&cfg.id))
         .map_err(|e| Error::container("failed to load container", &e))?;
