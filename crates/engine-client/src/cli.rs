@@ -118,7 +118,7 @@ pub enum Command {
     Ps(PsArgs),
     /// Show low-level information on containers or images, as a JSON array
     ///
-    /// Example: system-docker inspect console busybox
+    /// Example: system-docker inspect -f '{{.State.Pid}}' console
     Inspect(InspectArgs),
     /// Show the logs of a container
     ///
@@ -426,6 +426,10 @@ pub struct InspectArgs {
     /// Only look for this kind of object: container or image
     #[arg(long = "type", value_name = "container|image")]
     pub kind: Option<String>,
+    /// Print each object through a template: text with {{.Field.Sub}} and
+    /// {{json .Field}} actions (the rest of Go's template language is not supported)
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
     /// Containers or images (names or ids)
     #[arg(required = true, value_name = "NAME|ID")]
     pub names: Vec<String>,

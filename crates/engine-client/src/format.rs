@@ -289,6 +289,70 @@ pub fn images_table(images: &[ImageSummary], no_trunc: bool, now: i64) -> String
     )
 }
 
+/// Applies an `inspect --format` template to one object. Supported: literal
+/// text, `{{.}}`, `{{.A.B}}` and `{{json .A.B}}`; anything else is an error
+/// naming the action. Values print as Go's templates print them for the
+/// common cases: strings bare, numbers and booleans as written, a missing
+/// field as `<no value>`, null as `<nil>`, lists of scalars as `[a b]`;
+/// objects and other lists print as JSON.
+pub fn apply_template(
+    template: &str,
+    value: &serde_json::Value,
+) -> Result<String, crate::error::Error> {
+    use crate::error::Error;
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| Error::Usage(format!("unclosed action in template {template:?}")))?;
+        let action = after[..end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        let (as_json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        if !path.starts_with('.') || path.contains(char::is_whitespace) {
+            return Err(Error::NotSupported(format!(
+                "the template action {{{{{action}}}}} in --format"
+            )));
+        }
+        let mut current = Some(value);
+        for key in path.split('.').filter(|k| !k.is_empty()) {
+            current = current.and_then(|v| v.get(key));
+        }
+        match (current, as_json) {
+            (None, _) => out.push_str("<no value>"),
+            (Some(v), true) => out.push_str(&v.to_string()),
+            (Some(v), false) => out.push_str(&go_value(v)),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn go_value(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "<nil>".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(_) | Value::Number(_) => v.to_string(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            format!(
+                "[{}]",
+                items.iter().map(go_value).collect::<Vec<_>>().join(" ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +475,36 @@ busybox                  latest    111111111111   3 days ago       4.26MB
 127.0.0.1:5000/busybox   v1        111111111111   3 days ago       4.26MB
 ";
         assert_eq!(images_table(&images, false, NOW), want);
+    }
+
+    #[test]
+    fn inspect_templates() {
+        let v = serde_json::json!({
+            "Name": "/web",
+            "State": {"Pid": 4242, "Running": true, "Error": ""},
+            "Config": {"Cmd": ["sh", "-c", "x"], "Labels": {"a": "b"}, "Entrypoint": null},
+        });
+        let t = |s: &str| apply_template(s, &v).unwrap();
+        assert_eq!(t("{{.State.Pid}}"), "4242");
+        assert_eq!(
+            t("{{ .Name }} running={{.State.Running}}"),
+            "/web running=true"
+        );
+        assert_eq!(t("{{.Config.Cmd}}"), "[sh -c x]");
+        assert_eq!(t("{{json .Config.Labels}}"), r#"{"a":"b"}"#);
+        assert_eq!(t("{{.Config.Entrypoint}}"), "<nil>");
+        assert_eq!(t("{{.State.Nope}}"), "<no value>");
+        assert_eq!(t("pid: {{.State.Pid}}!"), "pid: 4242!");
+        assert_eq!(
+            apply_template("{{range .Mounts}}x{{end}}", &v)
+                .unwrap_err()
+                .to_string(),
+            "the template action {{range .Mounts}} in --format is not supported yet"
+        );
+        assert!(matches!(
+            apply_template("{{.State.Pid", &v),
+            Err(crate::error::Error::Usage(_))
+        ));
     }
 
     #[test]

@@ -39,9 +39,16 @@
 //! ## Limitations
 //!
 //! - No TTY (`-t`) and no stdin for `run` (`-i` without `-d`): `run` shows the
-//!   container's output through its logs. `exec -i` passes stdin.
+//!   container's output through its logs (requested right after the start,
+//!   with `follow`), and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the
+//!   container.
 //! - Only unix sockets; no TLS, no tcp://.
-//! - No `--format` templates; `ps` and `images` print docker's default tables.
+//! - `ps` and `images` print docker's default tables (no `--format`);
+//!   `inspect -f` knows only `{{.Path}}` and `{{json .Path}}` actions and says
+//!   so for anything else.
+//! - `images REPOSITORY[:TAG]` matches exact names (no globs).
+//! - `exec -i` sends stdin only if the engine accepts it (the system engine
+//!   refuses it for now, with a clear error).
 //! - `run` without `-d` removes the container itself (after it exits) for
 //!   `--rm`, instead of asking the engine to, so that the exit code can be read.
 

@@ -443,8 +443,23 @@ pub async fn inspect(engine: &Engine, args: InspectArgs) -> Result<i32> {
         }
         missing.push(name.clone());
     }
-    let array = format!("[{}]", found.join(","));
-    out(format!("{}\n", to_json_4(array.as_bytes())).as_bytes())?;
+    match &args.format {
+        Some(template) => {
+            let mut text = String::new();
+            for body in &found {
+                let value: serde_json::Value = serde_json::from_str(body)
+                    .map_err(|e| Error::Engine(format!("bad answer to inspect: {e}")))?;
+                let line = crate::format::apply_template(template, &value)?;
+                text.push_str(&line);
+                text.push('\n');
+            }
+            out(text.as_bytes())?;
+        }
+        None => {
+            let array = format!("[{}]", found.join(","));
+            out(format!("{}\n", to_json_4(array.as_bytes())).as_bytes())?;
+        }
+    }
     for name in &missing {
         err_out(format!("{}\n", Error::NoSuchObject(name.clone())).as_bytes())?;
     }
