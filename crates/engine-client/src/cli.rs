@@ -6,6 +6,9 @@
 //! [`crate::parse`] so that the errors read like Docker's and the parsing can be
 //! tested without clap.
 
+// Flag docs are clap help texts: `[:OPTS]` there is docker's usage syntax, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// The default address of the system engine.

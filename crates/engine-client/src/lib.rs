@@ -18,7 +18,7 @@
 //! - [`parse`]: flag values to Docker API structures (volumes, restart policy,
 //!   memory sizes, env files, devices, `import -c` changes). Pure functions,
 //!   unit tested.
-//! - [`format`]: docker's table layout, human sizes and durations, on an
+//! - [`format`](mod@format): docker's table layout, human sizes and durations, on an
 //!   injected clock so that tests are exact.
 //! - [`client`]: the connection. Requests go through `bollard` (Docker's API
 //!   models); a few go through a raw HTTP/1.1 request on the unix socket where
