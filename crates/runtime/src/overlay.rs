@@ -34,7 +34,7 @@ fn join_lower<'a>(lower: impl DoubleEndedIterator<Item = &'a str>) -> String {
 
 /// The mount options for `lower` (lowest first), or the short-link form when
 /// the absolute one is longer than `limit` bytes. `links_dir` is where the
-/// links are (see [`make_links`]).
+/// links are (`N` links to `lower[N]`).
 pub fn options(
     lower: &[PathBuf],
     upper: &Path,

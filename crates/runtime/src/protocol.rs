@@ -11,7 +11,16 @@
 //! | `shim.pid` | shim | as soon as it runs |
 //! | `started.json` | shim | once the container's process runs ([`Started`]) |
 //! | `exit.json` | shim | after the container exited and was cleaned up ([`Exited`]) |
-//! | `container.log` | shim | the container's stdout and stderr, one JSON object a line ([`LogRecord`]) |
+//! | `container.log` | shim | the container's stdout and stderr, one JSON object a line ([`LogRecord`]); `container.log.1` after a rotation |
+//! | `shim.log` | engine opens, shim writes | the shim's own messages (its stderr) |
+//! | `bundle/`, `state/` | shim | the OCI bundle (`config.json`) and libcontainer's state |
+//! | `overlay-layers/`, `overlay-empty/` | shim | helpers of the overlay mount (see [`crate::overlay`]) |
+//!
+//! `started.json` is written before the `ok` line; `exit.json` is written
+//! last, after the container's cgroup and state were removed and the rootfs
+//! unmounted, so once the shim is gone and `exit.json` exists the directory
+//! may be removed. A new shim in the same directory removes the
+//! `started.json` and `exit.json` of the previous run first.
 //!
 //! The shim also writes one line to its standard output once the container runs
 //! or failed to: `ok PID` or `error MESSAGE`, so that a start call can answer at

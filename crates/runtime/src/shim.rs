@@ -226,7 +226,8 @@ impl Shim {
         self.cfg = protocol::read_run_config(&self.dir)?;
         let running = self.start()?;
 
-        report_status(&format!("ok {}", running.pid));
+        // started.json first: the engine may read it as soon as it has the
+        // answer.
         let started = Started {
             pid: running.pid.as_raw(),
             started_at: now_rfc3339(),
@@ -235,8 +236,10 @@ impl Shim {
         if let Err(e) = protocol::write_json_atomic(&path, &started) {
             tracing::error!("failed to write {}: {e}", path.display());
         }
+        report_status(&format!("ok {}", running.pid));
 
         let status = supervise(running);
+        let finished_at = now_rfc3339();
         let oom_killed = oom_killed(&self.cgroup_path());
         self.cleanup();
         let (exit_code, signal) = match status {
@@ -250,7 +253,7 @@ impl Shim {
         Ok(Exited {
             exit_code,
             signal,
-            finished_at: now_rfc3339(),
+            finished_at,
             error: None,
             oom_killed,
         })
