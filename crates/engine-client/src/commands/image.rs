@@ -13,7 +13,7 @@ use crate::cli::{ImagesArgs, ImportArgs, LoadArgs, PullArgs, RmiArgs, TagArgs};
 use crate::client::{encode, Engine, RawBody};
 use crate::commands::{err_out, out, reader_stream};
 use crate::error::{Error, Result};
-use crate::format::{images_table, short_id};
+use crate::format::images_table;
 use crate::parse::{parse_change, split_reference};
 use crate::progress::{Progress, Target};
 
@@ -38,15 +38,12 @@ pub async fn images(engine: &Engine, args: ImagesArgs) -> Result<i32> {
         None => list,
     };
     if args.quiet {
-        let mut seen = std::collections::HashSet::new();
-        let mut text = String::new();
-        for image in &list {
-            let id = short_id(&image.id, args.no_trunc);
-            if seen.insert(id.clone()) {
-                text.push_str(&id);
-                text.push('\n');
-            }
-        }
+        // One id a row of the table, as docker prints them (an image with
+        // two tags appears twice).
+        let text: String = crate::format::image_rows(&list, args.no_trunc, 0)
+            .into_iter()
+            .map(|row| format!("{}\n", row[2]))
+            .collect();
         out(text.as_bytes())?;
     } else {
         out(images_table(&list, args.no_trunc, chrono::Utc::now().timestamp()).as_bytes())?;
