@@ -509,16 +509,25 @@ fn cgroup_memory_limit(cgroup_path: &str) -> Option<String> {
 }
 
 #[test]
-fn memory_limit_shows_in_the_cgroup() {
+fn memory_and_pids_limits_show_in_the_cgroup() {
     if !can_run() {
         return;
     }
     let mut c = Ctr::new(&["sleep", "100"]);
     c.cfg.resources = Resources {
         memory: Some(64 << 20),
+        pids_limit: Some(50),
         ..Default::default()
     };
     let pid = c.start_ok();
+    let rel = c.cfg.cgroup_path.trim_start_matches('/').to_string();
+    let pids_max = [
+        Path::new("/sys/fs/cgroup/pids").join(&rel).join("pids.max"),
+        Path::new("/sys/fs/cgroup").join(&rel).join("pids.max"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok());
+    assert_eq!(pids_max.as_deref().map(str::trim), Some("50"));
     assert_eq!(
         cgroup_memory_limit(&c.cfg.cgroup_path).as_deref(),
         Some("67108864"),
