@@ -814,3 +814,22 @@ fn an_unsafe_container_id_is_refused() {
     );
     assert_eq!(c.wait().exit_code, 125);
 }
+
+#[test]
+fn with_the_host_pid_namespace_the_container_ends_with_its_first_process() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "sleep 100 & echo $! > /bg.pid"]);
+    c.cfg.host_pid = true;
+    let started = Instant::now();
+    let exit = c.run();
+    assert_eq!(exit.exit_code, 0, "{exit:?}\n{}", c.shim_log());
+    let bg: u32 = std::fs::read_to_string(c.cfg.rootfs.upper.join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(bg), "background process {bg} survived its container");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -238,7 +238,8 @@ impl Shim {
         }
         report_status(&format!("ok {}", running.pid));
 
-        let status = supervise(running);
+        let cgroup_path = self.cgroup_path();
+        let status = supervise(running, &cgroup_path);
         let finished_at = now_rfc3339();
         let oom_killed = oom_killed(&self.cgroup_path());
         self.cleanup();
@@ -474,7 +475,7 @@ fn reap(pid: Pid, status: &mut Option<WaitStatus>) {
 
 /// Copies the container's output to the log until its init exited and the
 /// pipes are drained; returns the init's wait status.
-fn supervise(running: Running) -> WaitStatus {
+fn supervise(running: Running, cgroup_path: &str) -> WaitStatus {
     let Running {
         pid,
         stdout,
@@ -502,6 +503,10 @@ fn supervise(running: Running) -> WaitStatus {
     loop {
         if status.is_some() && exited_at.is_none() {
             exited_at = Some(Instant::now());
+            // The container ends with its first process, as in Docker.
+            // Without a pid namespace of its own, the others would live on
+            // (and keep the output pipes open).
+            kill_leftovers(cgroup_path);
         }
         if let Some(t) = exited_at {
             if streams.is_empty() || t.elapsed() >= DRAIN_AFTER_EXIT {
@@ -566,6 +571,32 @@ fn supervise(running: Running) -> WaitStatus {
         splitter.finish(&mut log);
     }
     status.unwrap_or(WaitStatus::Exited(pid, 255))
+}
+
+/// SIGKILLs every process left in the container's cgroup (there are none
+/// when the container has its own pid namespace: the kernel killed them
+/// with its init).
+fn kill_leftovers(cgroup_path: &str) {
+    let rel = cgroup_path.trim_start_matches('/');
+    let candidates = [
+        Path::new("/sys/fs/cgroup").join(rel).join("cgroup.procs"),
+        Path::new("/sys/fs/cgroup/pids")
+            .join(rel)
+            .join("cgroup.procs"),
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("cgroup.procs"),
+    ];
+    let Some(procs) = candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+    else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        tracing::debug!("killing process {pid} left in the container");
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// Whether the kernel OOM-killed a process of the container's cgroup.
