@@ -179,7 +179,8 @@ async fn remove_quietly(engine: &Engine, id: &str) {
 }
 
 /// Prints the container's output until it exits, forwarding SIGINT, SIGTERM,
-/// SIGHUP and SIGQUIT to it meanwhile; returns its exit code.
+/// SIGHUP and SIGQUIT to it meanwhile; returns its exit code. A third SIGINT
+/// stops waiting (exit 130) and leaves the container running.
 async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
 
@@ -223,6 +224,7 @@ async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
     }
 
     let mut logs_done = false;
+    let mut interrupts = 0;
     let code = loop {
         tokio::select! {
             r = &mut printer, if !logs_done => {
@@ -245,6 +247,15 @@ async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
                 };
             }
             Some(name) = forwarded.recv() => {
+                // A container may ignore SIGINT (a shell as PID 1 does): the
+                // third one lets the user out, leaving the container running.
+                if name == "SIGINT" {
+                    interrupts += 1;
+                    if interrupts >= 3 {
+                        err_out(format!("system-docker: detached from {id}, which is still running\n").as_bytes())?;
+                        return Ok(130);
+                    }
+                }
                 let options = KillContainerOptions { signal: name.to_string() };
                 if let Err(e) = engine.docker().kill_container(id, Some(options)).await {
                     err_out(format!("{}\n", engine.err(e)).as_bytes())?;
