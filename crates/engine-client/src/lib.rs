@@ -114,7 +114,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     let is_run = matches!(command, cli::Command::Run(_) | cli::Command::Create(_));
-    let result = runtime.block_on(commands::dispatch(&cli.host, command));
+    // An empty $SYSTEM_DOCKER_HOST means the default, as an empty $DOCKER_HOST does for docker.
+    let host = if cli.host.is_empty() {
+        cli::DEFAULT_HOST
+    } else {
+        cli.host.as_str()
+    };
+    let result = runtime.block_on(commands::dispatch(host, command));
     let _ = std::io::stdout().flush();
     match result {
         Ok(code) => code,
