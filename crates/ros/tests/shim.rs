@@ -161,13 +161,18 @@ impl Ctr {
         let mut child = self.shim.take().expect("shim started");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let _ = status;
+            if child.try_wait().unwrap().is_some() {
                 break;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("shim did not exit; log:\n{}", self.shim_log());
+                // Stop the container, not the shim, so that it cleans up.
+                if let Some(started) = read_started(&self.dir) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &started.pid.to_string()])
+                        .status();
+                }
+                let _ = child.wait();
+                panic!("container did not exit in time; log:\n{}", self.shim_log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -245,6 +250,13 @@ impl Drop for Ctr {
             }
             let _ = child.wait();
         }
+        // The parent cgroups made for the tests; busy while other tests run.
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                let _ = std::fs::remove_dir(c.path().join("ros-shim-test"));
+            }
+        }
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/ros-shim-test");
     }
 }
 
@@ -832,4 +844,36 @@ fn with_the_host_pid_namespace_the_container_ends_with_its_first_process() {
         .unwrap();
     assert!(!alive(bg), "background process {bg} survived its container");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_lot_of_output_is_all_logged_and_rotated() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done",
+    ]);
+    c.cfg.log_max_bytes = 1 << 20;
+    assert_eq!(c.run().exit_code, 0, "{}", c.shim_log());
+    let rotated = c.cfg.log_path.with_extension("log.1");
+    let old: Vec<LogRecord> = std::fs::read_to_string(&rotated)
+        .unwrap_or_else(|e| panic!("no {}: {e}", rotated.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let all: Vec<String> = old.into_iter().chain(c.records()).map(|r| r.log).collect();
+    // About 20000 records of ~90 bytes: one rotation, nothing lost since.
+    assert_eq!(all.last().map(String::as_str), Some("line 19999\n"));
+    let first: usize = all[0]
+        .trim()
+        .strip_prefix("line ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected: Vec<String> = (first..20000).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(all, expected);
+    assert!(std::fs::metadata(&c.cfg.log_path).unwrap().len() <= 1 << 20);
 }
