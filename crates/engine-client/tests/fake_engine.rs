@@ -191,6 +191,7 @@ fn run_detached_prints_the_id_and_leaves_removal_to_the_engine() {
     );
     let body: serde_json::Value = serde_json::from_slice(&engine.seen()[0].body).unwrap();
     assert_eq!(body["HostConfig"]["AutoRemove"], true);
+    assert_eq!(body["AttachStdout"], false);
 }
 
 #[test]

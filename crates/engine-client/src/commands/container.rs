@@ -129,6 +129,11 @@ pub async fn run(engine: &Engine, args: RunArgs) -> Result<i32> {
             "attaching stdin to a container (run -i without -d)".to_string(),
         ));
     }
+    if args.detach {
+        // Nothing is attached; as docker sends it.
+        body.attach_stdout = Some(false);
+        body.attach_stderr = Some(false);
+    }
     if args.detach && args.rm {
         // The engine removes it when it exits; nobody is waiting here.
         if let Some(hc) = body.host_config.as_mut() {
