@@ -170,6 +170,42 @@ pub struct ExecConfig {
     pub privileged: bool,
 }
 
+/// The shim's one line on its standard output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartReply {
+    /// `ok PID`: the container runs; PID is its first process (host pid).
+    Ok(i32),
+    /// `error MESSAGE`: the container could not be started.
+    Error(String),
+}
+
+impl StartReply {
+    /// Parses the line (with or without its newline). A line that is neither
+    /// form, or no line at all (the shim died), is an error reply.
+    pub fn parse(line: &str) -> StartReply {
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(pid) = line.strip_prefix("ok ").and_then(|p| p.trim().parse().ok()) {
+            return StartReply::Ok(pid);
+        }
+        match line.strip_prefix("error ") {
+            Some(message) => StartReply::Error(message.to_string()),
+            None if line.is_empty() => {
+                StartReply::Error("the shim exited without an answer".to_string())
+            }
+            None => StartReply::Error(format!("unexpected answer from the shim: {line:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for StartReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartReply::Ok(pid) => write!(f, "ok {pid}"),
+            StartReply::Error(message) => write!(f, "error {}", message.replace('\n', " ")),
+        }
+    }
+}
+
 /// Writes `bytes` to `path` so that a reader sees either the old file or the
 /// whole new one: write a temporary file in the same directory, fsync it,
 /// rename it over `path`, then fsync the directory.
@@ -297,6 +333,25 @@ mod tests {
         assert!(!cfg.privileged);
         write_run_config(dir.path(), &cfg).unwrap();
         assert_eq!(read_run_config(dir.path()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn start_replies_round_trip() {
+        for reply in [
+            StartReply::Ok(42),
+            StartReply::Error("no such image".to_string()),
+        ] {
+            assert_eq!(StartReply::parse(&format!("{reply}\n")), reply);
+        }
+        assert_eq!(
+            StartReply::parse(""),
+            StartReply::Error("the shim exited without an answer".to_string())
+        );
+        assert!(matches!(StartReply::parse("ok x"), StartReply::Error(_)));
+        assert_eq!(
+            StartReply::Error("a\nb".to_string()).to_string(),
+            "error a b"
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn run_main(container_dir: &Path) -> i32 {
                 error: Some(message.clone()),
                 oom_killed: false,
             });
-            report_status(&format!("error {}", message.replace('\n', " ")));
+            report_status(&protocol::StartReply::Error(message).to_string());
             code
         }
     }
@@ -236,7 +236,7 @@ impl Shim {
         if let Err(e) = protocol::write_json_atomic(&path, &started) {
             tracing::error!("failed to write {}: {e}", path.display());
         }
-        report_status(&format!("ok {}", running.pid));
+        report_status(&protocol::StartReply::Ok(running.pid.as_raw()).to_string());
 
         let cgroup_path = self.cgroup_path();
         let status = supervise(running, &cgroup_path);
