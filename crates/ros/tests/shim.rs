@@ -464,6 +464,31 @@ fn exec_runs_in_the_running_container() {
     assert_eq!((code, out.as_str()), (0, "box-data\n"), "{err}");
     let (code, _, _) = c.exec(&["sh", "-c", "exit 5"]);
     assert_eq!(code, 5);
+    let (code, _, _) = c.exec(&["sh", "-c", "kill -9 $$"]);
+    assert_eq!(code, 137);
+    // The exec'd process gets the caller's stdin.
+    let path = c.dir.join("exec-cat.json");
+    let exec = ExecConfig {
+        args: vec!["cat".into()],
+        ..Default::default()
+    };
+    std::fs::write(&path, serde_json::to_vec(&exec).unwrap()).unwrap();
+    let mut child = Command::new(ROS)
+        .args(["shim", "exec"])
+        .arg(&c.dir)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through stdin\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
     let (code, out, err) = c.exec_as(ExecConfig {
         args: vec![
             "sh".into(),
