@@ -21,6 +21,9 @@
 //!   cgroup that denies everything else; extra devices with their permissions;
 //! - Docker's masked and read-only paths of `/proc` and `/sys`;
 //! - `RLIMIT_NOFILE` 1048576, `no_new_privileges` off;
+//! - never more than the runtime holds: capabilities it lacks are left out,
+//!   and `RLIMIT_NOFILE` is lowered to what it may set (both only matter when
+//!   `ros` itself runs confined, as in a test container);
 //! - privileged: every capability, every device node of the host, no masked
 //!   or read-only paths, `/sys` and `/sys/fs/cgroup` writable.
 //!
