@@ -902,3 +902,24 @@ fn a_lot_of_output_is_all_logged_and_rotated() {
     assert_eq!(all, expected);
     assert!(std::fs::metadata(&c.cfg.log_path).unwrap().len() <= 1 << 20);
 }
+
+#[test]
+fn oom_score_adj_is_the_container_s_not_the_shim_s() {
+    if !can_run() {
+        return;
+    }
+    let mut c = Ctr::new(&["sh", "-c", "cat /proc/self/oom_score_adj; sleep 100"]);
+    c.cfg.oom_score_adj = Some(500);
+    let pid = c.start_ok();
+    let shim_pid = c.shim.as_ref().unwrap().id();
+    let before = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.stdout().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.stdout(), "500\n");
+    let shim_score = std::fs::read_to_string(format!("/proc/{shim_pid}/oom_score_adj")).unwrap();
+    assert_eq!(shim_score, before);
+    c.kill(pid);
+    c.wait();
+}

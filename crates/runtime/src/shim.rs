@@ -20,9 +20,9 @@
 //!    `CLONE_PARENT`: the init is the shim's own child, so the shim can
 //!    `waitpid` it (no subreaper needed). The intermediate is reaped by
 //!    libcontainer before `build` returns;
-//! 4. brings `lo` up in a new network namespace, starts the container, answers
-//!    `ok PID` on stdout (then points stdout at /dev/null) and writes
-//!    `started.json`;
+//! 4. brings `lo` up in a new network namespace, starts the container, writes
+//!    `started.json` and answers `ok PID` on stdout (then points stdout at
+//!    /dev/null);
 //! 5. loops on `poll` over the two pipes and a signalfd for `SIGCHLD`, cutting
 //!    output into [`LogRecord`](crate::protocol::LogRecord) lines;
 //! 6. once the init exited and the pipes are drained (at most
@@ -241,7 +241,7 @@ impl Shim {
         let cgroup_path = self.cgroup_path();
         let status = supervise(running, &cgroup_path);
         let finished_at = now_rfc3339();
-        let oom_killed = oom_killed(&self.cgroup_path());
+        let oom_killed = oom_killed(&cgroup_path);
         self.cleanup();
         let (exit_code, signal) = match status {
             WaitStatus::Exited(_, code) => (code, None),
@@ -317,7 +317,11 @@ impl Shim {
         let stdin = std::fs::File::open("/dev/null")
             .map_err(|e| Error::io("failed to open /dev/null", e))?;
 
-        let container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        // libcontainer applies oom_score_adj by writing the shim's own, for
+        // its children to inherit; the shim then takes its own back so that
+        // it is not the OOM killer's choice along with the container.
+        let own_oom_score_adj = std::fs::read_to_string("/proc/self/oom_score_adj").ok();
+        let built = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
             .with_root_path(&state_root)
             .map_err(|e| Error::container("failed to create container", &e))?
             .with_stdin(stdin)
@@ -326,8 +330,13 @@ impl Shim {
             .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
-            .build()
-            .map_err(|e| Error::container("failed to create container", &e))?;
+            .build();
+        if let (Some(_), Some(own)) = (cfg.oom_score_adj, &own_oom_score_adj) {
+            if let Err(e) = std::fs::write("/proc/self/oom_score_adj", own.trim()) {
+                tracing::warn!("failed to restore the shim's oom_score_adj: {e}");
+            }
+        }
+        let container = built.map_err(|e| Error::container("failed to create container", &e))?;
         // The builder dropped its copies of the write ends: the pipes reach
         // end-of-file once the container's processes are gone.
         let pid = container.pid().ok_or_else(|| Error::Container {
