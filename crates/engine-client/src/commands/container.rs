@@ -165,11 +165,23 @@ pub async fn run(engine: &Engine, args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    let code = follow_until_exit(engine, &id).await;
-    if args.rm {
-        remove_quietly(engine, &id).await;
+    match follow_until_exit(engine, &id).await? {
+        Followed::Exited(code) => {
+            if args.rm {
+                remove_quietly(engine, &id).await;
+            }
+            Ok(code)
+        }
+        Followed::Detached => Ok(130),
     }
-    code
+}
+
+/// How following a container ended.
+enum Followed {
+    /// It exited with this code (or 125 if the engine reported an error).
+    Exited(i32),
+    /// The user interrupted three times; it still runs.
+    Detached,
 }
 
 async fn remove_quietly(engine: &Engine, id: &str) {
@@ -184,9 +196,9 @@ async fn remove_quietly(engine: &Engine, id: &str) {
 }
 
 /// Prints the container's output until it exits, forwarding SIGINT, SIGTERM,
-/// SIGHUP and SIGQUIT to it meanwhile; returns its exit code. A third SIGINT
-/// stops waiting (exit 130) and leaves the container running.
-async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
+/// SIGHUP and SIGQUIT to it meanwhile. A third SIGINT stops following and
+/// leaves the container running.
+async fn follow_until_exit(engine: &Engine, id: &str) -> Result<Followed> {
     use tokio::signal::unix::{signal, SignalKind};
 
     let docker = engine.streaming();
@@ -258,7 +270,7 @@ async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
                     interrupts += 1;
                     if interrupts >= 3 {
                         err_out(format!("system-docker: detached from {id}, which is still running\n").as_bytes())?;
-                        return Ok(130);
+                        return Ok(Followed::Detached);
                     }
                 }
                 let options = KillContainerOptions { signal: name.to_string() };
@@ -273,7 +285,7 @@ async fn follow_until_exit(engine: &Engine, id: &str) -> Result<i32> {
         // moment for the last lines, then give up on them.
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut printer).await;
     }
-    Ok(code)
+    Ok(Followed::Exited(code))
 }
 
 /// Writes log records to our stdout and stderr.
