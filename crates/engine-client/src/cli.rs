@@ -491,3 +491,66 @@ pub struct ExecArgs {
     )]
     pub command: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Cli {
+        let mut full = vec!["system-docker"];
+        full.extend_from_slice(argv);
+        Cli::try_parse_from(full).expect("parses")
+    }
+
+    #[test]
+    fn flags_after_the_image_belong_to_the_command() {
+        let Some(Command::Run(run)) = parse(&["run", "-d", "busybox", "--name", "x", "-v"]).command
+        else {
+            panic!("not run");
+        };
+        assert!(run.detach);
+        assert_eq!(run.container.name, None);
+        assert_eq!(run.container.image(), "busybox");
+        assert_eq!(run.container.command(), ["--name", "x", "-v"]);
+    }
+
+    #[test]
+    fn exec_takes_the_rest_as_the_command() {
+        let Some(Command::Exec(exec)) =
+            parse(&["exec", "-e", "A=1", "console", "sh", "-c", "ls -l"]).command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!(exec.container, "console");
+        assert_eq!(exec.command, ["sh", "-c", "ls -l"]);
+        assert_eq!(exec.env, ["A=1"]);
+    }
+
+    #[test]
+    fn global_flags_and_short_forms() {
+        let cli = parse(&["-H", "unix:///tmp/x.sock", "-D", "ps", "-aq"]);
+        assert_eq!(cli.host, "unix:///tmp/x.sock");
+        assert!(cli.debug);
+        let Some(Command::Ps(ps)) = cli.command else {
+            panic!("not ps");
+        };
+        assert!(ps.all && ps.quiet);
+        // -h is the hostname on run, and --help still asks for help
+        let Some(Command::Run(run)) = parse(&["run", "-h", "box", "busybox"]).command else {
+            panic!("not run");
+        };
+        assert_eq!(run.container.hostname.as_deref(), Some("box"));
+        let err = Cli::try_parse_from(["system-docker", "run", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        // every command explains itself with an example
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        for sub in cmd.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            assert!(
+                help.contains("Example: system-docker"),
+                "{}",
+                sub.get_name()
+            );
+        }
+    }
+}
