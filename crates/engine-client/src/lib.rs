@@ -40,8 +40,8 @@
 //!
 //! - No TTY (`-t`) and no stdin for `run` (`-i` without `-d`): `run` shows the
 //!   container's output through its logs (requested right after the start,
-//!   with `follow`), and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the
-//!   container.
+//!   with `follow`; so a container with `--log-driver none` shows nothing),
+//!   and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the container.
 //! - Only unix sockets; no TLS, no tcp://.
 //! - `ps` and `images` print docker's default tables (no `--format`);
 //!   `inspect -f` knows only `{{.Path}}` and `{{json .Path}}` actions and says
