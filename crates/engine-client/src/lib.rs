@@ -28,7 +28,9 @@
 //! The address is `-H unix:///path`, or `$SYSTEM_DOCKER_HOST` (not
 //! `$DOCKER_HOST`, which belongs to User Docker), defaulting to
 //! `unix:///var/run/system-docker.sock`. The client speaks API v1.41 (Docker
-//! 20.10), the oldest version the engine serves.
+//! 20.10's), which the engine serves; the raw requests carry the `/v1.41`
+//! prefix, while bollard 0.21 sends unversioned paths (it drops the prefix
+//! when joining the path), which an engine answers at its own version.
 //!
 //! Exit codes follow docker: 0 on success; 1 for errors (printed as
 //! `Error response from daemon: MESSAGE` when the engine refused); 125 for
@@ -51,6 +53,17 @@
 //!   refuses it for now, with a clear error).
 //! - `run` without `-d` removes the container itself (after it exits) for
 //!   `--rm`, instead of asking the engine to, so that the exit code can be read.
+//!
+//! ## Example
+//!
+//! ```text
+//! system-docker load -i /usr/share/ros/images/console.tar
+//! system-docker run -d --name console --net host --privileged \
+//!     --restart always -v /home:/home oxos/console
+//! system-docker exec console cat /etc/os-release
+//! system-docker inspect -f '{{.State.Pid}}' console
+//! system-docker run --rm busybox sh -c 'exit 3'; echo $?    # 3
+//! ```
 
 pub mod cli;
 pub mod client;
