@@ -117,7 +117,7 @@ pub enum Command {
     Rm(RmArgs),
     /// List containers
     ///
-    /// Example: system-docker ps -a
+    /// Example: system-docker ps -a -f status=exited --format '{{.Names}}'
     Ps(PsArgs),
     /// Show low-level information on containers or images, as a JSON array
     ///
@@ -149,6 +149,10 @@ pub struct ImagesArgs {
     /// Do not truncate the output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Print each image through a template, e.g. '{{.Repository}}:{{.Tag}}'
+    /// (fields: Repository, Tag, ID, CreatedSince, CreatedAt, Size)
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
     /// Only images matching this repository (and tag)
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -421,6 +425,15 @@ pub struct PsArgs {
     /// Do not truncate the output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only containers matching KEY=VALUE: name (part of a name), id (prefix),
+    /// status (created, running, exited, ...), label (KEY or KEY=VALUE)
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Print each container through a template, e.g. '{{.ID}} {{.Names}}'
+    /// (fields: ID, Image, Command, CreatedAt, RunningFor, Ports, State,
+    /// Status, Names, Labels)
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
 }
 
 /// `inspect`.

@@ -178,71 +178,128 @@ pub fn short_id(id: &str, full: bool) -> String {
     hex.chars().take(SHORT_ID).collect()
 }
 
+/// The fields of one `docker ps` row, under the names docker's `--format`
+/// templates use (ID, Image, Command, CreatedAt, RunningFor, Ports, State,
+/// Status, Names, Labels), formatted as in the table.
+pub fn ps_fields(
+    c: &ContainerSummary,
+    no_trunc: bool,
+    now: i64,
+) -> serde_json::Map<String, serde_json::Value> {
+    let id = c.id.clone().unwrap_or_default();
+    let image = c.image.clone().unwrap_or_default();
+    let image = if image.starts_with("sha256:") {
+        short_id(&image, no_trunc)
+    } else {
+        image
+    };
+    let command = c.command.clone().unwrap_or_default();
+    let command = if no_trunc {
+        command
+    } else {
+        ellipsis(&command, 20)
+    };
+    let ports = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| {
+            let typ = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+            match (p.ip.as_deref(), p.public_port) {
+                (ip, Some(public)) => format!(
+                    "{}:{public}->{}/{typ}",
+                    ip.unwrap_or("0.0.0.0"),
+                    p.private_port
+                ),
+                _ => format!("{}/{typ}", p.private_port),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Names with a second slash are links (/other/alias): docker hides them.
+    let names = c
+        .names
+        .iter()
+        .flatten()
+        .map(|n| n.trim_start_matches('/'))
+        .filter(|n| !n.contains('/'))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut labels: Vec<String> = c
+        .labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.sort();
+    let fields = [
+        ("ID", if no_trunc { id } else { short_id(&id, false) }),
+        ("Image", image),
+        ("Command", go_quote(&command)),
+        ("CreatedAt", c.created.map(go_time).unwrap_or_default()),
+        (
+            "RunningFor",
+            c.created.map(|t| ago(t, now)).unwrap_or_default(),
+        ),
+        ("Ports", ports),
+        ("State", c.state.map(|s| s.to_string()).unwrap_or_default()),
+        ("Status", c.status.clone().unwrap_or_default()),
+        ("Names", names),
+        ("Labels", labels.join(",")),
+    ];
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+        .collect()
+}
+
+/// A unix time as Go prints a `time.Time` in UTC: "2023-11-14 22:13:20 +0000 UTC".
+pub fn go_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_default()
+}
+
 /// The `docker ps` table.
 pub fn ps_table(containers: &[ContainerSummary], no_trunc: bool, now: i64) -> String {
-    let header = [
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
+    let columns = [
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
     ];
     let rows: Vec<Vec<String>> = containers
         .iter()
         .map(|c| {
-            let id = c.id.clone().unwrap_or_default();
-            let image = c.image.clone().unwrap_or_default();
-            let image = if image.starts_with("sha256:") {
-                short_id(&image, no_trunc)
-            } else {
-                image
-            };
-            let command = c.command.clone().unwrap_or_default();
-            let command = if no_trunc {
-                command
-            } else {
-                ellipsis(&command, 20)
-            };
-            let ports = c
-                .ports
+            let fields = ps_fields(c, no_trunc, now);
+            columns
                 .iter()
-                .flatten()
-                .map(|p| {
-                    let typ = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
-                    match (p.ip.as_deref(), p.public_port) {
-                        (ip, Some(public)) => format!(
-                            "{}:{public}->{}/{typ}",
-                            ip.unwrap_or("0.0.0.0"),
-                            p.private_port
-                        ),
-                        _ => format!("{}/{typ}", p.private_port),
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            // Names with a second slash are links (/other/alias): docker hides them.
-            let names = c
-                .names
-                .iter()
-                .flatten()
-                .map(|n| n.trim_start_matches('/'))
-                .filter(|n| !n.contains('/'))
-                .collect::<Vec<_>>()
-                .join(",");
-            vec![
-                if no_trunc { id } else { short_id(&id, false) },
-                image,
-                go_quote(&command),
-                c.created.map(|t| ago(t, now)).unwrap_or_default(),
-                c.status.clone().unwrap_or_default(),
-                ports,
-                names,
-            ]
+                .map(|(_, key)| fields[*key].as_str().unwrap_or_default().to_string())
+                .collect()
         })
         .collect();
+    let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
     table(&header, &rows)
+}
+
+/// The fields of one `docker images` row for `--format` (Repository, Tag, ID,
+/// CreatedSince, CreatedAt, Size), from a row of [`image_rows`] and its image.
+pub fn image_fields(row: &[String], created: i64) -> serde_json::Map<String, serde_json::Value> {
+    let get = |i: usize| row.get(i).cloned().unwrap_or_default();
+    [
+        ("Repository", get(0)),
+        ("Tag", get(1)),
+        ("ID", get(2)),
+        ("CreatedSince", get(3)),
+        ("CreatedAt", go_time(created)),
+        ("Size", get(4)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+    .collect()
 }
 
 /// One line of `docker images`: repository, tag, id, created, size.
@@ -287,6 +344,17 @@ pub fn images_table(images: &[ImageSummary], no_trunc: bool, now: i64) -> String
         &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
         &image_rows(images, no_trunc, now),
     )
+}
+
+/// Checks a `--format` of `ps`/`images`: docker's "table ..." layouts are not
+/// supported (the default table is).
+pub fn check_list_template(template: &str) -> Result<(), crate::error::Error> {
+    if template.trim_start().starts_with("table") {
+        return Err(crate::error::Error::NotSupported(
+            "a \"table\" --format (without --format the table is printed)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies an `inspect --format` template to one object. Supported: literal
@@ -446,6 +514,33 @@ CONTAINER ID   IMAGE            COMMAND                  CREATED         STATUS 
         let full = ps_table(&containers, true, NOW);
         assert!(full.contains("\"sh -c 'while true; do sleep 1; done'\""));
         assert!(full.contains("4e1a2c3d5f6b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e"));
+    }
+
+    #[test]
+    fn ps_fields_for_templates() {
+        let c = ContainerSummary {
+            id: Some("4e1a2c3d5f6b7a8c9d0e1f2a3b4c5d6e".into()),
+            names: Some(vec!["/syslog".into()]),
+            image: Some("busybox".into()),
+            command: Some("syslogd -n".into()),
+            created: Some(NOW - 3),
+            state: Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+            status: Some("Up 3 seconds".into()),
+            labels: Some([("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into()),
+            ..Default::default()
+        };
+        let v = serde_json::Value::Object(ps_fields(&c, false, NOW));
+        let t = |tpl: &str| apply_template(tpl, &v).unwrap();
+        assert_eq!(
+            t("{{.ID}} {{.Names}} {{.State}}"),
+            "4e1a2c3d5f6b syslog running"
+        );
+        assert_eq!(
+            t("{{.Command}}|{{.RunningFor}}"),
+            "\"syslogd -n\"|3 seconds ago"
+        );
+        assert_eq!(t("{{.Labels}}"), "a=1,b=2");
+        assert_eq!(t("{{.CreatedAt}}"), "2023-11-14 22:13:17 +0000 UTC");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, RestartPolicyNameEnum};
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, ContainerSummary, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
@@ -418,26 +420,91 @@ pub async fn rm(engine: &Engine, args: RmArgs) -> Result<i32> {
 
 /// `ps`.
 pub async fn ps(engine: &Engine, args: PsArgs) -> Result<i32> {
+    let filters = parse_filters(&args.filter)?;
+    if let Some(template) = &args.format {
+        crate::format::check_list_template(template)?;
+    }
     let list = engine
         .docker()
         .list_containers(Some(ListContainersOptions {
             all: args.all,
+            filters: (!filters.is_empty()).then(|| filters.clone()),
             ..Default::default()
         }))
         .await
         .map_err(|e| engine.err(e))?;
-    if args.quiet {
+    // Also filtered here, for engines that ignore some filters.
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|c| container_matches(c, &filters))
+        .collect();
+    let now = chrono::Utc::now().timestamp();
+    let text = if args.quiet {
+        list.iter()
+            .map(|c| {
+                let id = c.id.clone().unwrap_or_default();
+                format!("{}\n", crate::format::short_id(&id, args.no_trunc))
+            })
+            .collect()
+    } else if let Some(template) = &args.format {
         let mut text = String::new();
         for c in &list {
-            let id = c.id.clone().unwrap_or_default();
-            text.push_str(&crate::format::short_id(&id, args.no_trunc));
+            let fields = serde_json::Value::Object(crate::format::ps_fields(c, args.no_trunc, now));
+            text.push_str(&crate::format::apply_template(template, &fields)?);
             text.push('\n');
         }
-        out(text.as_bytes())?;
+        text
     } else {
-        out(ps_table(&list, args.no_trunc, chrono::Utc::now().timestamp()).as_bytes())?;
-    }
+        ps_table(&list, args.no_trunc, now)
+    };
+    out(text.as_bytes())?;
     Ok(0)
+}
+
+/// `-f KEY=VALUE` flags as the API's `filters` map.
+fn parse_filters(flags: &[String]) -> Result<HashMap<String, Vec<String>>> {
+    let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+    for f in flags {
+        match f.split_once('=') {
+            Some((k, v)) if !k.is_empty() => filters
+                .entry(k.to_string())
+                .or_default()
+                .push(v.to_string()),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "bad format of filter '{f}': expected KEY=VALUE"
+                )))
+            }
+        }
+    }
+    Ok(filters)
+}
+
+/// Docker's meaning of the filters we can check here (name: part of a name,
+/// id: prefix, status: state, label: KEY or KEY=VALUE); values of one key are
+/// alternatives, keys must all match. Other keys are left to the engine.
+fn container_matches(c: &ContainerSummary, filters: &HashMap<String, Vec<String>>) -> bool {
+    filters.iter().all(|(key, values)| {
+        values.iter().any(|value| match key.as_str() {
+            "name" => c.names.iter().flatten().any(|n| {
+                n.trim_start_matches('/')
+                    .contains(value.trim_start_matches('/'))
+            }),
+            "id" => {
+                c.id.as_deref()
+                    .is_some_and(|id| id.starts_with(value.as_str()))
+            }
+            "status" => c.state.is_some_and(|s| s.to_string() == *value),
+            "label" => {
+                let labels = c.labels.clone().unwrap_or_default();
+                match value.split_once('=') {
+                    Some((k, v)) => labels.get(k).is_some_and(|l| l == v),
+                    None => labels.contains_key(value.as_str()),
+                }
+            }
+            _ => true,
+        })
+    })
 }
 
 /// `inspect`: the engine's JSON for each name, container first, then image,
@@ -612,6 +679,37 @@ pub async fn wait(engine: &Engine, args: NamesArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_filters_like_docker() {
+        let c = ContainerSummary {
+            id: Some("4e1a2c3d5f6b".into()),
+            names: Some(vec!["/syslog".into()]),
+            state: Some(bollard::models::ContainerSummaryStateEnum::EXITED),
+            labels: Some([("io.rancher.os.scope".to_string(), "system".to_string())].into()),
+            ..Default::default()
+        };
+        let matches = |flags: &[&str]| {
+            let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+            container_matches(&c, &parse_filters(&flags).unwrap())
+        };
+        assert!(matches(&[]));
+        assert!(matches(&["name=sys"]));
+        assert!(matches(&["name=nope", "name=log"]));
+        assert!(!matches(&["name=console"]));
+        assert!(matches(&["id=4e1a"]));
+        assert!(!matches(&["id=1a2c"]));
+        assert!(matches(&["status=exited"]));
+        assert!(!matches(&["status=running"]));
+        assert!(matches(&["label=io.rancher.os.scope"]));
+        assert!(matches(&[
+            "label=io.rancher.os.scope=system",
+            "status=exited"
+        ]));
+        assert!(!matches(&["label=io.rancher.os.scope=user"]));
+        assert!(!matches(&["status=exited", "name=console"]));
+        assert!(parse_filters(&["nokey".to_string()]).is_err());
+    }
 
     #[test]
     fn start_failures_map_to_docker_codes() {

@@ -37,17 +37,30 @@ pub async fn images(engine: &Engine, args: ImagesArgs) -> Result<i32> {
         Some(r) => filter_reference(list, r),
         None => list,
     };
-    if args.quiet {
+    if let Some(template) = &args.format {
+        crate::format::check_list_template(template)?;
+    }
+    let rows = crate::format::image_rows(&list, args.no_trunc, chrono::Utc::now().timestamp());
+    let text = if args.quiet {
         // One id a row of the table, as docker prints them (an image with
         // two tags appears twice).
-        let text: String = crate::format::image_rows(&list, args.no_trunc, 0)
-            .into_iter()
-            .map(|row| format!("{}\n", row[2]))
-            .collect();
-        out(text.as_bytes())?;
+        rows.iter().map(|row| format!("{}\n", row[2])).collect()
+    } else if let Some(template) = &args.format {
+        let mut text = String::new();
+        for row in &rows {
+            let created = list
+                .iter()
+                .find(|i| crate::format::short_id(&i.id, args.no_trunc) == row[2])
+                .map_or(0, |i| i.created);
+            let fields = serde_json::Value::Object(crate::format::image_fields(row, created));
+            text.push_str(&crate::format::apply_template(template, &fields)?);
+            text.push('\n');
+        }
+        text
     } else {
-        out(images_table(&list, args.no_trunc, chrono::Utc::now().timestamp()).as_bytes())?;
-    }
+        images_table(&list, args.no_trunc, chrono::Utc::now().timestamp())
+    };
+    out(text.as_bytes())?;
     Ok(0)
 }
 
