@@ -45,9 +45,11 @@
 //!   with `follow`; so a container with `--log-driver none` shows nothing),
 //!   and forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT to the container.
 //! - Only unix sockets; no TLS, no tcp://.
-//! - `ps` and `images` print docker's default tables (no `--format`);
-//!   `inspect -f` knows only `{{.Path}}` and `{{json .Path}}` actions and says
-//!   so for anything else.
+//! - Templates (`ps --format`, `images --format`, `inspect -f`) know only
+//!   `{{.Path}}` and `{{json .Path}}` actions and say so for anything else
+//!   (`range`, `index`, "table" layouts...).
+//! - `ps -f` checks name, id, status and label here too; other filters are
+//!   left to the engine.
 //! - `images REPOSITORY[:TAG]` matches exact names (no globs).
 //! - `exec -i` sends stdin only if the engine accepts it (the system engine
 //!   refuses it for now, with a clear error).
