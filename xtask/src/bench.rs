@@ -13,7 +13,8 @@
 //!
 //! The two workloads alternate run by run, after a short warm-up, so that a
 //! slow phase of the machine hits both alike. The report gives the median and
-//! the 90th percentile of each, the ratio ours/runc (target: at most 0.5), and
+//! the 90th percentile of each (and, for ours, the median of each API call),
+//! the ratio ours/runc (target: at most 0.5), and
 //! the daemon's resident memory (VmRSS) after the runs and 2 s of idling
 //! (target: under 10 MB).
 //!
@@ -100,9 +101,14 @@ fn engine(runs: usize) -> Result<()> {
     }
     eprintln!("xtask: measuring {runs} runs of each, alternating");
     let mut ours = Vec::with_capacity(runs);
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     let mut theirs = Vec::with_capacity(runs);
     for i in 0..runs {
-        ours.push(rt.block_on(ours_once(&docker))?);
+        let run = rt.block_on(ours_once(&docker))?;
+        ours.push(run.total);
+        for (samples, d) in phases.iter_mut().zip(run.phases) {
+            samples.push(d);
+        }
         theirs.push(runc_once(
             &runc,
             &runc_root,
@@ -116,8 +122,9 @@ fn engine(runs: usize) -> Result<()> {
     let rss_kb = env.daemon_rss_kb()?;
 
     let ours = Stats::of(&mut ours);
+    let phases = phases.map(|mut p| Stats::of(&mut p).median);
     let theirs = Stats::of(&mut theirs);
-    print_report(runs, &ours, &theirs, rss_kb);
+    print_report(runs, &ours, &phases, &theirs, rss_kb);
     Ok(())
 }
 
@@ -156,7 +163,7 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn print_report(runs: usize, ours: &Stats, theirs: &Stats, rss_kb: u64) {
+fn print_report(runs: usize, ours: &Stats, phases: &[Duration; 4], theirs: &Stats, rss_kb: u64) {
     let ratio = ms(ours.median) / ms(theirs.median);
     let ratio90 = ms(ours.p90) / ms(theirs.p90);
     println!();
@@ -170,6 +177,9 @@ fn print_report(runs: usize, ours: &Stats, theirs: &Stats, rss_kb: u64) {
         ms(ours.median),
         ms(ours.p90)
     );
+    for (name, d) in PHASES.iter().zip(phases) {
+        println!("{:<38} {:>7.2} ms", format!("  {name}"), ms(*d));
+    }
     println!(
         "{:<38} {:>7.2} ms {:>7.2} ms",
         "runc run (same busybox rootfs)",
@@ -239,8 +249,17 @@ async fn load_image(docker: &Docker) -> Result<()> {
     Ok(())
 }
 
+/// The API calls of one run of ours, in order.
+const PHASES: [&str; 4] = ["create", "start", "wait", "delete"];
+
+/// One run of ours: the whole and each of its [`PHASES`].
+struct OursRun {
+    total: Duration,
+    phases: [Duration; 4],
+}
+
 /// One create + start + wait + delete through the API.
-async fn ours_once(docker: &Docker) -> Result<Duration> {
+async fn ours_once(docker: &Docker) -> Result<OursRun> {
     let t0 = Instant::now();
     let created = docker
         .create_container(
@@ -254,26 +273,32 @@ async fn ours_once(docker: &Docker) -> Result<Duration> {
         .await
         .context("create of the benchmark container failed")?;
     let id = created.id;
+    let t1 = Instant::now();
     docker
         .start_container(&id, None)
         .await
         .with_context(|| format!("start of container {id} failed"))?;
+    let t2 = Instant::now();
     let waited = docker
         .wait_container(&id, None)
         .try_next()
         .await
         .with_context(|| format!("wait for container {id} failed"))?;
+    let t3 = Instant::now();
     docker
         .remove_container(&id, None::<RemoveContainerOptions>)
         .await
         .with_context(|| format!("delete of container {id} failed"))?;
-    let elapsed = t0.elapsed();
+    let t4 = Instant::now();
     let code = waited.map(|w| w.status_code);
     ensure!(
         code == Some(0),
         "container {id} running /bin/true exited with {code:?} instead of 0"
     );
-    Ok(elapsed)
+    Ok(OursRun {
+        total: t4 - t0,
+        phases: [t1 - t0, t2 - t1, t3 - t2, t4 - t3],
+    })
 }
 
 /// One `runc run` of the bundle (create, start, wait and delete).
