@@ -194,6 +194,12 @@ impl Daemon {
             .arg("-H")
             .arg(self.host())
             .env("RUST_LOG", "debug")
+            // The tests never reach beyond 127.0.0.1: should the engine try
+            // to pull from a public registry (an image it failed to find),
+            // the request goes to a closed local port and fails at once.
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("daemon log"))
             .stderr(log)
