@@ -287,6 +287,21 @@ impl Daemon {
         run
     }
 
+    /// Runs OxOS's own client, `ros system-docker -H unix://SOCKET ARGS...`.
+    pub fn system_docker(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(ros_bin());
+        cmd.arg("system-docker")
+            .arg("-H")
+            .arg(self.host())
+            .args(args);
+        let out = try_run_with_timeout(cmd, COMMAND_TIMEOUT)
+            .unwrap_or_else(|e| panic!("system-docker {}: {e}\n{}", args.join(" "), self.logs()));
+        Run {
+            what: format!("system-docker {}", args.join(" ")),
+            out,
+        }
+    }
+
     /// `docker inspect -f FORMAT NAME`.
     pub fn inspect(&self, cli: &Cli, name: &str, format: &str) -> String {
         self.ok(cli, &["inspect", "-f", format, name])
