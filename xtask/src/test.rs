@@ -39,6 +39,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: &TestArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     if !args.no_install {
         install_host_packages(HOST_PACKAGES)?;
     }
@@ -56,10 +57,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
         run_step(
             "unit tests",
             cargo().args(["test", "--workspace", "--lib", "--bins"]),
-        )
+        )?;
     } else {
-        run_step("tests", cargo().args(["test", "--workspace"]))
+        run_step("tests", cargo().args(["test", "--workspace"]))?;
     }
+    let secs = started.elapsed().as_secs();
+    eprintln!("xtask: all tests passed in {}m{:02}s", secs / 60, secs % 60);
+    Ok(())
 }
 
 /// Packages of `wanted` that dpkg does not show as installed.
