@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Debian packages the tests need on the host.
+/// Debian packages the tests need on the host. (`apache2-utils` is not
+/// among them: the registry tests write their htpasswd files themselves.)
 pub const HOST_PACKAGES: &[&str] = &[
     // The Docker 20.10 CLI, the client that proves API compatibility.
     "docker.io",
