@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::record::{MountRecord, Record, Status};
 use crate::{fsutil, runconfig, supervise};
-use bollard_stubs::models::{ContainerCreateBody, ContainerConfig, HostConfig};
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 use image_store::ImageStore;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +67,10 @@ impl Container {
 
     /// A copy of the record.
     pub fn snapshot(&self) -> Record {
-        self.record.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Changes the record, writes it to disk and wakes the waiters.
@@ -124,8 +127,12 @@ impl Engine {
     /// no daemon was there).
     pub fn open(config: Config) -> Result<Arc<Self>> {
         for sub in ["containers", "volumes", "image"] {
-            std::fs::create_dir_all(config.data_root.join(sub))
-                .map_err(|e| Error::internal(format!("cannot create {}", config.data_root.join(sub).display()), e))?;
+            std::fs::create_dir_all(config.data_root.join(sub)).map_err(|e| {
+                Error::internal(
+                    format!("cannot create {}", config.data_root.join(sub).display()),
+                    e,
+                )
+            })?;
         }
         let images = ImageStore::open(&config.data_root.join("image"))?;
         let engine = Arc::new(Engine {
@@ -145,11 +152,16 @@ impl Engine {
     fn load_containers(self: &Arc<Self>) -> Result<()> {
         let dir = self.containers_dir();
         let mut loaded = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::internal(format!("cannot read {}", dir.display()), e))? {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| Error::internal(format!("cannot read {}", dir.display()), e))?
+        {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
             let file = path.join("container.json");
-            let rec: Record = match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            let rec: Record = match std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
                 Ok(rec) => rec,
                 Err(e) => {
                     tracing::warn!("skipping {}: {e}", file.display());
@@ -203,7 +215,11 @@ impl Engine {
     }
 
     /// `docker create`.
-    pub fn create(self: &Arc<Self>, name: Option<&str>, body: ContainerCreateBody) -> Result<String> {
+    pub fn create(
+        self: &Arc<Self>,
+        name: Option<&str>,
+        body: ContainerCreateBody,
+    ) -> Result<String> {
         check_supported(&body)?;
         let image_name = body
             .image
@@ -211,7 +227,9 @@ impl Engine {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| Error::InvalidArgument("no image was given".into()))?;
         let image = self.images.get(&image_name).map_err(|e| match e {
-            image_store::Error::NotFound(_) => Error::NotFound(format!("No such image: {image_name}")),
+            image_store::Error::NotFound(_) => {
+                Error::NotFound(format!("No such image: {image_name}"))
+            }
             e => e.into(),
         })?;
         let host_config = body.host_config.clone().unwrap_or_default();
@@ -244,8 +262,10 @@ impl Engine {
                     other.id
                 )));
             }
-            let mounts = self.resolve_mounts(&map, &id, &config, &host_config, &image.config.config)?;
-            std::fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("cannot create {}", dir.display()), e))?;
+            let mounts =
+                self.resolve_mounts(&map, &id, &config, &host_config, &image.config.config)?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::internal(format!("cannot create {}", dir.display()), e))?;
             let rec = Record {
                 id: id.clone(),
                 name,
@@ -278,8 +298,22 @@ impl Engine {
             "proud", "quiet", "sharp", "steady", "tender", "vivid", "wise", "zealous",
         ];
         const RIGHT: &[&str] = &[
-            "turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
-            "liskov", "hamilton", "perlman", "kernighan", "lamport", "wirth", "backus", "mccarthy",
+            "turing",
+            "hopper",
+            "lovelace",
+            "ritchie",
+            "thompson",
+            "torvalds",
+            "knuth",
+            "dijkstra",
+            "liskov",
+            "hamilton",
+            "perlman",
+            "kernighan",
+            "lamport",
+            "wirth",
+            "backus",
+            "mccarthy",
         ];
         let mut rng = rand::rng();
         loop {
@@ -288,12 +322,19 @@ impl Engine {
                 LEFT.choose(&mut rng).unwrap_or(&"oxos"),
                 RIGHT.choose(&mut rng).unwrap_or(&"container")
             );
-            let taken = self.lock_containers().values().any(|c| c.snapshot().name == name);
+            let taken = self
+                .lock_containers()
+                .values()
+                .any(|c| c.snapshot().name == name);
             if !taken {
                 return name;
             }
             let suffixed = format!("{name}_{}", rand::random::<u16>());
-            if !self.lock_containers().values().any(|c| c.snapshot().name == suffixed) {
+            if !self
+                .lock_containers()
+                .values()
+                .any(|c| c.snapshot().name == suffixed)
+            {
                 return suffixed;
             }
         }
@@ -346,7 +387,11 @@ impl Engine {
                 }
                 [src, dst] => (*src, *dst, ""),
                 [src, dst, opts] => (*src, *dst, *opts),
-                _ => return Err(Error::InvalidArgument(format!("invalid volume specification: '{bind}'"))),
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "invalid volume specification: '{bind}'"
+                    )))
+                }
             };
             if !source.starts_with('/') {
                 return Err(Error::NotSupported(format!(
@@ -412,8 +457,17 @@ impl Engine {
             if mounts.iter().any(|m| m.destination == dst) {
                 continue;
             }
-            let name = format!("{}-{}", &id[..12], hex::encode(&sha2_of(dst.as_bytes())[..6]));
-            let source = self.config.data_root.join("volumes").join(&name).join("_data");
+            let name = format!(
+                "{}-{}",
+                &id[..12],
+                hex::encode(&sha2_of(dst.as_bytes())[..6])
+            );
+            let source = self
+                .config
+                .data_root
+                .join("volumes")
+                .join(&name)
+                .join("_data");
             add(
                 MountRecord {
                     kind: "volume".into(),
@@ -444,13 +498,23 @@ impl Engine {
     }
 
     /// `docker stop`: the stop signal, then SIGKILL after `timeout`.
-    pub async fn stop(self: &Arc<Self>, name_or_id: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(name_or_id)?;
         let _op = c.op.lock().await;
         self.stop_locked(&c, timeout, signal).await
     }
 
-    pub(crate) async fn stop_locked(&self, c: &Arc<Container>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+    pub(crate) async fn stop_locked(
+        &self,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let rec = c.snapshot();
         c.update(|r| r.state.manually_stopped = true);
         if rec.state.status == Status::Restarting {
@@ -461,10 +525,7 @@ impl Engine {
         if rec.state.status != Status::Running {
             return Err(Error::NotModified("container already stopped".into()));
         }
-        let timeout = timeout
-            .or(rec.config.stop_timeout)
-            .unwrap_or(10)
-            .max(0) as u64;
+        let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10).max(0) as u64;
         let sig = signal
             .map(str::to_string)
             .or(rec.config.stop_signal.clone())
@@ -481,7 +542,10 @@ impl Engine {
         if wait_not_running(c, Duration::from_secs(30)).await {
             Ok(())
         } else {
-            Err(Error::Internal(format!("container {} did not exit after SIGKILL", c.id)))
+            Err(Error::Internal(format!(
+                "container {} did not exit after SIGKILL",
+                c.id
+            )))
         }
     }
 
@@ -490,16 +554,23 @@ impl Engine {
         let c = self.get(name_or_id)?;
         let rec = c.snapshot();
         if rec.state.status != Status::Running {
-            return Err(Error::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let sig = parse_signal(signal.unwrap_or("SIGKILL"))?;
-        let stop_sig = parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM")).unwrap_or(libc::SIGTERM);
+        let stop_sig = parse_signal(rec.config.stop_signal.as_deref().unwrap_or("SIGTERM"))
+            .unwrap_or(libc::SIGTERM);
         if sig == libc::SIGKILL || sig == stop_sig {
             // As in Docker, killing with SIGKILL or the stop signal is a stop by the user.
             c.update(|r| r.state.manually_stopped = true);
         }
         if !send_signal(rec.state.pid, sig) {
-            return Err(Error::Internal(format!("cannot signal container {}", rec.id)));
+            return Err(Error::Internal(format!(
+                "cannot signal container {}",
+                rec.id
+            )));
         }
         Ok(())
     }
@@ -520,13 +591,23 @@ impl Engine {
     }
 
     /// `docker rm`.
-    pub async fn remove(self: &Arc<Self>, name_or_id: &str, force: bool, volumes: bool) -> Result<()> {
+    pub async fn remove(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let c = self.get(name_or_id)?;
         let _op = c.op.lock().await;
         self.remove_locked(&c, force, volumes).await
     }
 
-    pub(crate) async fn remove_locked(&self, c: &Arc<Container>, force: bool, volumes: bool) -> Result<()> {
+    pub(crate) async fn remove_locked(
+        &self,
+        c: &Arc<Container>,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let rec = c.snapshot();
         if rec.is_running() {
             if !force {
@@ -548,7 +629,11 @@ impl Engine {
             tracing::warn!(container = %c.id, "cannot remove {}: {e}", c.dir.display());
         }
         if volumes {
-            for m in rec.mounts.iter().filter(|m| m.kind == "volume" && m.name.starts_with(&rec.id[..12])) {
+            for m in rec
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume" && m.name.starts_with(&rec.id[..12]))
+            {
                 let dir = self.config.data_root.join("volumes").join(&m.name);
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -570,7 +655,9 @@ impl Engine {
             let rec = c.snapshot();
             let done = match condition {
                 WaitCondition::NotRunning => !rec.is_running() || c.is_removed(),
-                WaitCondition::NextExit => exits_seen(&rec) != start_count && !rec.is_running() || c.is_removed(),
+                WaitCondition::NextExit => {
+                    exits_seen(&rec) != start_count && !rec.is_running() || c.is_removed()
+                }
                 WaitCondition::Removed => c.is_removed(),
             };
             if done {
@@ -584,7 +671,9 @@ impl Engine {
 
     /// Whether some container (running or not) uses this image id.
     pub fn image_in_use(&self, image_id: &str) -> bool {
-        self.lock_containers().values().any(|c| c.snapshot().image_id == image_id)
+        self.lock_containers()
+            .values()
+            .any(|c| c.snapshot().image_id == image_id)
     }
 
     /// Gets every container under supervision stopped and recorded, for a
@@ -734,15 +823,27 @@ fn check_supported(body: &ContainerCreateBody) -> Result<()> {
         return Err(Error::NotSupported("a terminal (-t/--tty)".into()));
     }
     if body.open_stdin == Some(true) {
-        return Err(Error::NotSupported("keeping stdin open (-i/--interactive)".into()));
+        return Err(Error::NotSupported(
+            "keeping stdin open (-i/--interactive)".into(),
+        ));
     }
-    if body.healthcheck.as_ref().and_then(|h| h.test.as_ref()).is_some_and(|t| !t.is_empty() && t[0] != "NONE") {
+    if body
+        .healthcheck
+        .as_ref()
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+    {
         return Err(Error::NotSupported("health checks (--health-cmd)".into()));
     }
-    let Some(host) = &body.host_config else { return Ok(()) };
-    if host.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || host.publish_all_ports == Some(true) {
+    let Some(host) = &body.host_config else {
+        return Ok(());
+    };
+    if host.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+        || host.publish_all_ports == Some(true)
+    {
         return Err(Error::NotSupported(
-            "publishing ports (-p): the system engine has no bridge network; use --network host".into(),
+            "publishing ports (-p): the system engine has no bridge network; use --network host"
+                .into(),
         ));
     }
     match host.network_mode.as_deref().unwrap_or("") {
@@ -753,13 +854,25 @@ fn check_supported(body: &ContainerCreateBody) -> Result<()> {
             )))
         }
     }
-    for (what, mode) in [("pid", &host.pid_mode), ("ipc", &host.ipc_mode), ("uts", &host.uts_mode)] {
+    for (what, mode) in [
+        ("pid", &host.pid_mode),
+        ("ipc", &host.ipc_mode),
+        ("uts", &host.uts_mode),
+    ] {
         match mode.as_deref().unwrap_or("") {
             "" | "host" | "private" | "shareable" => {}
-            other => return Err(Error::NotSupported(format!("{what} mode \"{other}\" (use host or leave it empty)"))),
+            other => {
+                return Err(Error::NotSupported(format!(
+                    "{what} mode \"{other}\" (use host or leave it empty)"
+                )))
+            }
         }
     }
-    if let Some(rt) = host.runtime.as_deref().filter(|r| !r.is_empty() && *r != "runc" && *r != "ros") {
+    if let Some(rt) = host
+        .runtime
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "runc" && *r != "ros")
+    {
         return Err(Error::NotSupported(format!("runtime \"{rt}\"")));
     }
     if host.links.as_ref().is_some_and(|l| !l.is_empty()) {
@@ -768,7 +881,11 @@ fn check_supported(body: &ContainerCreateBody) -> Result<()> {
     if let Some(log) = &host.log_config {
         match log.typ.as_deref().unwrap_or("") {
             "" | "json-file" | "local" => {}
-            other => return Err(Error::NotSupported(format!("log driver \"{other}\" (json-file only)"))),
+            other => {
+                return Err(Error::NotSupported(format!(
+                    "log driver \"{other}\" (json-file only)"
+                )))
+            }
         }
     }
     Ok(())
@@ -798,11 +915,17 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_named() {
-        let body = ContainerCreateBody { tty: Some(true), ..Default::default() };
+        let body = ContainerCreateBody {
+            tty: Some(true),
+            ..Default::default()
+        };
         let err = check_supported(&body).unwrap_err().to_string();
         assert!(err.contains("--tty"), "{err}");
         let body = ContainerCreateBody {
-            host_config: Some(HostConfig { network_mode: Some("bridge".into()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                network_mode: Some("bridge".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let err = check_supported(&body).unwrap_err().to_string();

@@ -54,7 +54,10 @@ fn image_status(e: &image_store::Error) -> u16 {
     match e {
         E::NotFound(_) => 404,
         E::InUse { .. } | E::Conflict(_) => 409,
-        E::InvalidReference { .. } | E::DigestMismatch { .. } | E::InvalidArchive(_) | E::InvalidConfig(_) => 400,
+        E::InvalidReference { .. }
+        | E::DigestMismatch { .. }
+        | E::InvalidArchive(_)
+        | E::InvalidConfig(_) => 400,
         E::Unsupported(_) => 501,
         _ => 500,
     }

@@ -48,11 +48,19 @@ impl RunningExec {
         let code = match self.child.wait().await {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
-                status.code().map(i64::from).or(status.signal().map(|s| 128 + s as i64)).unwrap_or(255)
+                status
+                    .code()
+                    .map(i64::from)
+                    .or(status.signal().map(|s| 128 + s as i64))
+                    .unwrap_or(255)
             }
             Err(_) => 255,
         };
-        let mut st = self.instance.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self
+            .instance
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         st.running = false;
         st.exit_code = Some(code);
         code
@@ -65,7 +73,10 @@ impl Engine {
         let c = self.get(container)?;
         let rec = c.snapshot();
         if rec.state.status != crate::record::Status::Running {
-            return Err(Error::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         if config.tty == Some(true) {
             return Err(Error::NotSupported("a terminal for exec (-t)".into()));
@@ -83,7 +94,11 @@ impl Engine {
             config,
             state: Mutex::new(ExecState::default()),
         });
-        self.execs.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), inst);
+        self.execs
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), inst);
         Ok(id)
     }
 
@@ -103,19 +118,25 @@ impl Engine {
         {
             let st = inst.state();
             if st.running || st.exit_code.is_some() {
-                return Err(Error::Conflict(format!("exec {id} has already been started")));
+                return Err(Error::Conflict(format!(
+                    "exec {id} has already been started"
+                )));
             }
         }
         let c = self.get(&inst.container_id)?;
         let rec = c.snapshot();
         if rec.state.status != crate::record::Status::Running {
-            return Err(Error::Conflict(format!("Container {} is not running", rec.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
         }
         let cfg = &inst.config;
         // The container's environment, then the exec's own.
-        let run: Option<runtime::protocol::RunConfig> = std::fs::read(c.dir.join(runtime::protocol::RUN_CONFIG_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        let run: Option<runtime::protocol::RunConfig> =
+            std::fs::read(c.dir.join(runtime::protocol::RUN_CONFIG_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
         let mut env = run.as_ref().map(|r| r.env.clone()).unwrap_or_default();
         for kv in cfg.env.iter().flatten() {
             let key = kv.split('=').next().unwrap_or("");
@@ -131,11 +152,18 @@ impl Engine {
                 .filter(|w| !w.is_empty())
                 .or(run.as_ref().map(|r| r.cwd.clone()))
                 .unwrap_or_else(|| "/".into()),
-            user: cfg.user.clone().filter(|u| !u.is_empty()).or(run.as_ref().map(|r| r.user.clone())).unwrap_or_default(),
-            privileged: cfg.privileged.unwrap_or(false) || run.as_ref().is_some_and(|r| r.privileged),
+            user: cfg
+                .user
+                .clone()
+                .filter(|u| !u.is_empty())
+                .or(run.as_ref().map(|r| r.user.clone()))
+                .unwrap_or_default(),
+            privileged: cfg.privileged.unwrap_or(false)
+                || run.as_ref().is_some_and(|r| r.privileged),
         };
         let path = c.dir.join(format!("exec-{id}.json"));
-        let bytes = serde_json::to_vec(&exec).map_err(|e| Error::internal("cannot encode exec config", e))?;
+        let bytes = serde_json::to_vec(&exec)
+            .map_err(|e| Error::internal("cannot encode exec config", e))?;
         fsutil::write_atomic(&path, &bytes)?;
         let child = tokio::process::Command::new(&self.config.shim_exe)
             .arg("shim")
@@ -153,6 +181,9 @@ impl Engine {
             st.running = true;
             st.pid = child.id().unwrap_or(0) as i32;
         }
-        Ok(RunningExec { child, instance: inst })
+        Ok(RunningExec {
+            child,
+            instance: inst,
+        })
     }
 }

@@ -42,7 +42,9 @@ fn render(rec: &LogRecord, opts: &LogOptions) -> Option<Bytes> {
         _ => return None,
     };
     if let Some(since) = opts.since {
-        let t = crate::fsutil::parse_time(&rec.time).map(|t| t.timestamp()).unwrap_or(0);
+        let t = crate::fsutil::parse_time(&rec.time)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
         if t < since {
             return None;
         }
@@ -84,7 +86,10 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
     };
     if let Ok(text) = tokio::fs::read_to_string(&rotated).await {
         for line in text.lines() {
-            if let Some(b) = serde_json::from_str::<LogRecord>(line).ok().and_then(|r| render(&r, opts)) {
+            if let Some(b) = serde_json::from_str::<LogRecord>(line)
+                .ok()
+                .and_then(|r| render(&r, opts))
+            {
                 keep(b);
             }
         }
@@ -100,7 +105,10 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
                 break;
             }
             offset += n as u64;
-            if let Some(b) = serde_json::from_str::<LogRecord>(&line).ok().and_then(|r| render(&r, opts)) {
+            if let Some(b) = serde_json::from_str::<LogRecord>(&line)
+                .ok()
+                .and_then(|r| render(&r, opts))
+            {
                 keep(b);
             }
         }
@@ -120,7 +128,10 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
     // stopped (and then once more, to drain what it wrote last).
     let mut rx = c.subscribe();
     loop {
-        let running = matches!(c.snapshot().state.status, Status::Running | Status::Restarting) && !c.is_removed();
+        let running = matches!(
+            c.snapshot().state.status,
+            Status::Running | Status::Restarting
+        ) && !c.is_removed();
         if let Ok(mut f) = tokio::fs::File::open(&path).await {
             let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
             if len < offset {
@@ -136,7 +147,10 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
                     break;
                 }
                 offset += n as u64;
-                if let Some(b) = serde_json::from_str::<LogRecord>(&line).ok().and_then(|r| render(&r, opts)) {
+                if let Some(b) = serde_json::from_str::<LogRecord>(&line)
+                    .ok()
+                    .and_then(|r| render(&r, opts))
+                {
                     if tx.send(b).await.is_err() {
                         return Ok(());
                     }
@@ -167,10 +181,21 @@ mod tests {
 
     #[test]
     fn render_filters_streams_and_adds_timestamps() {
-        let rec = LogRecord { log: "x\n".into(), stream: "stderr".into(), time: "2024-01-01T00:00:00Z".into() };
-        let only_stdout = LogOptions { stdout: true, ..Default::default() };
+        let rec = LogRecord {
+            log: "x\n".into(),
+            stream: "stderr".into(),
+            time: "2024-01-01T00:00:00Z".into(),
+        };
+        let only_stdout = LogOptions {
+            stdout: true,
+            ..Default::default()
+        };
         assert!(render(&rec, &only_stdout).is_none());
-        let ts = LogOptions { stderr: true, timestamps: true, ..Default::default() };
+        let ts = LogOptions {
+            stderr: true,
+            timestamps: true,
+            ..Default::default()
+        };
         let b = render(&rec, &ts).unwrap();
         assert_eq!(&b[8..], b"2024-01-01T00:00:00Z x\n");
     }

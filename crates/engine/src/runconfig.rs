@@ -2,8 +2,8 @@
 
 use crate::engine::{Container, Engine};
 use crate::error::{Error, Result};
-use crate::record::Record;
 use crate::fsutil;
+use crate::record::Record;
 use bollard_stubs::models::ContainerConfig;
 use runtime::protocol::{BindMount, DeviceMapping, Resources, Rootfs, RunConfig};
 use std::path::Path;
@@ -13,11 +13,21 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 /// The process of a container, Docker's way: an entrypoint given at create
 /// replaces the image's and drops the image's cmd; a cmd given at create
 /// replaces the image's cmd.
-pub fn command_of(config: &ContainerConfig, image: &image_store::ContainerConfig) -> Result<(String, Vec<String>)> {
-    let entrypoint_given = config.entrypoint.as_ref().is_some_and(|e| !e.is_empty() && !(e.len() == 1 && e[0].is_empty()));
+pub fn command_of(
+    config: &ContainerConfig,
+    image: &image_store::ContainerConfig,
+) -> Result<(String, Vec<String>)> {
+    let entrypoint_given = config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| !e.is_empty() && !(e.len() == 1 && e[0].is_empty()));
     let entrypoint: Vec<String> = if entrypoint_given {
         config.entrypoint.clone().unwrap_or_default()
-    } else if config.entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
+    } else if config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
         // `--entrypoint ""` clears the image's entrypoint.
         Vec::new()
     } else {
@@ -60,7 +70,9 @@ fn merged_env(image: &[String], container: &[String], hostname: &str) -> Vec<Str
 /// no stale reports of an earlier run.
 pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig> {
     let image = engine.images.get(&rec.image_id).map_err(|e| match e {
-        image_store::Error::NotFound(_) => Error::NotFound(format!("No such image: {} ({})", rec.image, rec.image_id)),
+        image_store::Error::NotFound(_) => {
+            Error::NotFound(format!("No such image: {} ({})", rec.image, rec.image_id))
+        }
         e => e.into(),
     })?;
     let lower = engine.images.layer_paths(&image.id)?;
@@ -79,20 +91,27 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
 
     cleanup_rootfs(dir);
     for sub in ["upper", "work", "rootfs"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::internal(format!("cannot create {}", dir.join(sub).display()), e))?;
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+            Error::internal(format!("cannot create {}", dir.join(sub).display()), e)
+        })?;
     }
-    for f in [runtime::protocol::STARTED_FILE, runtime::protocol::EXIT_FILE] {
+    for f in [
+        runtime::protocol::STARTED_FILE,
+        runtime::protocol::EXIT_FILE,
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
 
     let mut mounts: Vec<BindMount> = Vec::new();
     for m in &rec.mounts {
         if m.kind == "volume" {
-            std::fs::create_dir_all(&m.source).map_err(|e| Error::internal(format!("cannot create volume {}", m.source), e))?;
+            std::fs::create_dir_all(&m.source)
+                .map_err(|e| Error::internal(format!("cannot create volume {}", m.source), e))?;
         } else if !Path::new(&m.source).exists() {
             // Docker creates a missing bind source as a directory.
-            std::fs::create_dir_all(&m.source)
-                .map_err(|e| Error::internal(format!("cannot create bind source {}", m.source), e))?;
+            std::fs::create_dir_all(&m.source).map_err(|e| {
+                Error::internal(format!("cannot create bind source {}", m.source), e)
+            })?;
         }
         mounts.push(BindMount {
             source: m.source.clone().into(),
@@ -108,14 +127,26 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (file, content) in [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)] {
+    for (file, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
         let dest = format!("/etc/{file}");
         if mounts.iter().any(|m| m.destination == dest) {
             continue;
         }
         let path = dir.join(file);
         fsutil::write_atomic(&path, content.as_bytes())?;
-        mounts.insert(0, BindMount { source: path, destination: dest, read_only: false, propagation: String::new() });
+        mounts.insert(
+            0,
+            BindMount {
+                source: path,
+                destination: dest,
+                read_only: false,
+                propagation: String::new(),
+            },
+        );
     }
 
     let devices = host
@@ -130,7 +161,11 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
                 .filter(|p| !p.is_empty())
                 .or_else(|| d.path_on_host.clone())
                 .unwrap_or_default(),
-            permissions: d.cgroup_permissions.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "rwm".into()),
+            permissions: d
+                .cgroup_permissions
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "rwm".into()),
         })
         .collect();
 
@@ -163,9 +198,20 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
 
     let run = RunConfig {
         id: rec.id.clone(),
-        rootfs: Rootfs { lower, upper: dir.join("upper"), work: dir.join("work"), target: dir.join("rootfs") },
-        args: std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect(),
-        env: merged_env(&image.config.config.env, cfg.env.as_deref().unwrap_or_default(), &hostname),
+        rootfs: Rootfs {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("rootfs"),
+        },
+        args: std::iter::once(rec.path.clone())
+            .chain(rec.args.iter().cloned())
+            .collect(),
+        env: merged_env(
+            &image.config.config.env,
+            cfg.env.as_deref().unwrap_or_default(),
+            &hostname,
+        ),
         cwd: cfg
             .working_dir
             .clone()
@@ -173,7 +219,12 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
             .or(image.config.config.working_dir.clone())
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into()),
-        user: cfg.user.clone().filter(|u| !u.is_empty()).or(image.config.config.user.clone()).unwrap_or_default(),
+        user: cfg
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or(image.config.config.user.clone())
+            .unwrap_or_default(),
         hostname: (!host_uts).then_some(hostname),
         privileged: host.privileged.unwrap_or(false),
         read_only_rootfs: host.readonly_rootfs.unwrap_or(false),
@@ -191,7 +242,8 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
         log_path: c.log_path(),
         log_max_bytes,
     };
-    let bytes = serde_json::to_vec_pretty(&run).map_err(|e| Error::internal("cannot encode run.json", e))?;
+    let bytes = serde_json::to_vec_pretty(&run)
+        .map_err(|e| Error::internal("cannot encode run.json", e))?;
     fsutil::write_atomic(&dir.join(runtime::protocol::RUN_CONFIG_FILE), &bytes)?;
     Ok(run)
 }
@@ -223,12 +275,28 @@ mod tests {
     fn command_follows_docker_rules() {
         let img = image(Some(&["/entry"]), Some(&["default"]));
         let none = ContainerConfig::default();
-        assert_eq!(command_of(&none, &img).unwrap(), ("/entry".into(), vec!["default".into()]));
-        let cmd = ContainerConfig { cmd: strings(&["mine"]), ..Default::default() };
-        assert_eq!(command_of(&cmd, &img).unwrap(), ("/entry".into(), vec!["mine".into()]));
-        let ep = ContainerConfig { entrypoint: strings(&["/other"]), ..Default::default() };
+        assert_eq!(
+            command_of(&none, &img).unwrap(),
+            ("/entry".into(), vec!["default".into()])
+        );
+        let cmd = ContainerConfig {
+            cmd: strings(&["mine"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            command_of(&cmd, &img).unwrap(),
+            ("/entry".into(), vec!["mine".into()])
+        );
+        let ep = ContainerConfig {
+            entrypoint: strings(&["/other"]),
+            ..Default::default()
+        };
         assert_eq!(command_of(&ep, &img).unwrap(), ("/other".into(), vec![]));
-        let cleared = ContainerConfig { entrypoint: strings(&[""]), cmd: strings(&["sh"]), ..Default::default() };
+        let cleared = ContainerConfig {
+            entrypoint: strings(&[""]),
+            cmd: strings(&["sh"]),
+            ..Default::default()
+        };
         assert_eq!(command_of(&cleared, &img).unwrap(), ("sh".into(), vec![]));
         let empty = image(None, None);
         assert!(command_of(&none, &empty).is_err());
@@ -236,7 +304,11 @@ mod tests {
 
     #[test]
     fn container_env_overrides_image_env() {
-        let env = merged_env(&["A=1".into(), "PATH=/bin".into()], &["A=2".into(), "B=3".into()], "h");
+        let env = merged_env(
+            &["A=1".into(), "PATH=/bin".into()],
+            &["A=2".into(), "B=3".into()],
+            "h",
+        );
         assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3", "HOSTNAME=h"]);
         let env = merged_env(&[], &[], "h");
         assert!(env[0].starts_with("PATH="));

@@ -37,18 +37,26 @@ pub async fn serve(
     let router = api::router(engine);
     let app = tower::service_fn(move |req: Request| {
         let router = router.clone();
-        async move { router.oneshot(api::strip_version(req)).await }
+        async move {
+            tracing::debug!("{} {}", req.method(), req.uri());
+            router.oneshot(api::strip_version(req)).await
+        }
     });
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The socket path of a `-H unix:///path` address.
 pub fn socket_path(host: &str) -> Result<PathBuf, String> {
     match host.strip_prefix("unix://") {
         Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
-        Some(_) => Err(format!("invalid host {host:?}: a unix socket path must be absolute")),
+        Some(_) => Err(format!(
+            "invalid host {host:?}: a unix socket path must be absolute"
+        )),
         None if host.starts_with('/') => Ok(PathBuf::from(host)),
         None => Err(format!(
             "invalid host {host:?}: the system engine listens on unix sockets only (unix:///path)"

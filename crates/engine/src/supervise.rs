@@ -86,7 +86,10 @@ pub(crate) async fn start_locked(engine: &Arc<Engine>, c: &Arc<Container>) -> Re
 
 /// Spawns the shim and waits for its first report. On failure: the exit code
 /// to record and the reason.
-async fn spawn_run(engine: &Arc<Engine>, c: &Arc<Container>) -> std::result::Result<Shim, (i64, String)> {
+async fn spawn_run(
+    engine: &Arc<Engine>,
+    c: &Arc<Container>,
+) -> std::result::Result<Shim, (i64, String)> {
     let rec = c.snapshot();
     runconfig::prepare(engine, c, &rec).map_err(|e| (125, e.to_string()))?;
     let shim_log = std::fs::OpenOptions::new()
@@ -109,9 +112,15 @@ async fn spawn_run(engine: &Arc<Engine>, c: &Arc<Container>) -> std::result::Res
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| (125, format!("cannot run the shim {}: {e}", engine.config.shim_exe.display())))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        (
+            125,
+            format!(
+                "cannot run the shim {}: {e}",
+                engine.config.shim_exe.display()
+            ),
+        )
+    })?;
     let pid = child.id().unwrap_or(0) as i32;
     let shim = Shim::open(pid).map_err(|e| (125, format!("cannot watch shim {pid}: {e}")))?;
     let stdout = child.stdout.take();
@@ -127,7 +136,10 @@ async fn spawn_run(engine: &Arc<Engine>, c: &Arc<Container>) -> std::result::Res
             Ok(Err(e)) => line = format!("error cannot read the shim's report: {e}"),
             Err(_) => {
                 send_signal(pid, libc::SIGKILL);
-                line = format!("error the shim did not report within {}s", START_TIMEOUT.as_secs());
+                line = format!(
+                    "error the shim did not report within {}s",
+                    START_TIMEOUT.as_secs()
+                );
             }
         }
     }
@@ -138,7 +150,9 @@ async fn spawn_run(engine: &Arc<Engine>, c: &Arc<Container>) -> std::result::Res
         c.update(|r| {
             r.state.status = Status::Running;
             r.state.pid = started.as_ref().map(|s| s.pid).unwrap_or(pid);
-            r.state.started_at = started.map(|s| s.started_at).unwrap_or_else(fsutil::now_rfc3339);
+            r.state.started_at = started
+                .map(|s| s.started_at)
+                .unwrap_or_else(fsutil::now_rfc3339);
             r.state.exit_code = 0;
             r.state.error.clear();
             r.state.oom_killed = false;
@@ -163,7 +177,9 @@ async fn spawn_run(engine: &Arc<Engine>, c: &Arc<Container>) -> std::result::Res
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T> {
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 /// Whether the restart policy restarts this container after this exit.
@@ -205,7 +221,10 @@ async fn supervise(engine: Arc<Engine>, c: Arc<Container>, mut shim: Option<Shim
             return;
         }
         let rec = c.snapshot();
-        let ran = match (fsutil::parse_time(&rec.state.started_at), fsutil::parse_time(&rec.state.finished_at)) {
+        let ran = match (
+            fsutil::parse_time(&rec.state.started_at),
+            fsutil::parse_time(&rec.state.finished_at),
+        ) {
             (Some(s), Some(f)) => (f - s).to_std().unwrap_or_default(),
             _ => Duration::ZERO,
         };
@@ -249,7 +268,12 @@ fn record_exit(c: &Container, shim_pid: i32) {
     let exited: Option<Exited> = read_json(&c.dir.join(EXIT_FILE));
     let rec = c.snapshot();
     let (code, error, finished, oom) = match exited {
-        Some(e) => (e.exit_code as i64, e.error.unwrap_or_default(), e.finished_at, e.oom_killed),
+        Some(e) => (
+            e.exit_code as i64,
+            e.error.unwrap_or_default(),
+            e.finished_at,
+            e.oom_killed,
+        ),
         None => {
             // The shim itself was killed: make sure no orphan keeps running.
             send_signal(rec.state.pid, libc::SIGKILL);
@@ -311,7 +335,9 @@ fn is_our_shim(pid: i32, c: &Container) -> bool {
     if pid <= 0 {
         return false;
     }
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let dir = c.dir.as_os_str().as_encoded_bytes();
     args.len() >= 4 && args[1] == b"shim" && args[2] == b"run" && args[3] == dir

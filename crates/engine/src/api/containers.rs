@@ -23,7 +23,10 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, body: Bytes) -> Ap
     let q = Query::from_uri(&uri);
     let body: ContainerCreateBody = parse_body(&body)?;
     let id = engine.create(q.get("name"), body)?;
-    Ok(json_response(StatusCode::CREATED, &json!({ "Id": id, "Warnings": [] })))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "Id": id, "Warnings": [] }),
+    ))
 }
 
 pub async fn start(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult {
@@ -44,7 +47,11 @@ pub async fn kill(State(engine): State<AppState>, Path(id): Path<String>, uri: U
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn restart(State(engine): State<AppState>, Path(id): Path<String>, uri: Uri) -> ApiResult {
+pub async fn restart(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
     let q = Query::from_uri(&uri);
     let t = q.get("t").and_then(|t| t.parse().ok());
     engine.restart(&id, t).await?;
@@ -66,13 +73,39 @@ pub async fn wait(State(engine): State<AppState>, Path(id): Path<String>, uri: U
         None | Some("not-running") => WaitCondition::NotRunning,
         Some("next-exit") => WaitCondition::NextExit,
         Some("removed") => WaitCondition::Removed,
-        Some(other) => return Err(Error::InvalidArgument(format!("invalid condition: \"{other}\""))),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "invalid condition: \"{other}\""
+            )))
+        }
     };
     let c = engine.get(&id)?;
-    let code = engine.wait(&c.id, condition).await?;
-    let err = c.snapshot().state.error;
-    let error = if err.is_empty() { Value::Null } else { json!({ "Message": err }) };
-    Ok(json_response(StatusCode::OK, &json!({ "StatusCode": code, "Error": error })))
+    // Docker answers the headers at once and the body when the condition
+    // holds: clients wait for the headers before they start the container.
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
+    // hyper sends the head with the first body bytes: a space (which JSON
+    // decoders skip) gets the head out now.
+    let _ = tx.send(Bytes::from_static(b" ")).await;
+    tokio::spawn(async move {
+        let body = match engine.wait(&c.id, condition).await {
+            Ok(code) => {
+                let err = c.snapshot().state.error;
+                let error = if err.is_empty() {
+                    Value::Null
+                } else {
+                    json!({ "Message": err })
+                };
+                json!({ "StatusCode": code, "Error": error })
+            }
+            Err(e) => json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }),
+        };
+        let _ = tx.send(Bytes::from(format!("{body}\n"))).await;
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(stream_body(rx))
+        .unwrap_or_default())
 }
 
 pub async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult {
@@ -199,12 +232,20 @@ fn status_line(rec: &Record) -> String {
     match rec.state.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", since(&rec.state.started_at)),
-        Status::Restarting => format!("Restarting ({}) {} ago", rec.state.exit_code, since(&rec.state.finished_at)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            rec.state.exit_code,
+            since(&rec.state.finished_at)
+        ),
         Status::Exited => {
             if rec.state.finished_at.is_empty() {
                 format!("Exited ({})", rec.state.exit_code)
             } else {
-                format!("Exited ({}) {} ago", rec.state.exit_code, since(&rec.state.finished_at))
+                format!(
+                    "Exited ({}) {} ago",
+                    rec.state.exit_code,
+                    since(&rec.state.finished_at)
+                )
             }
         }
         Status::Removing => "Removal In Progress".into(),
@@ -252,14 +293,21 @@ pub fn human_duration(d: std::time::Duration) -> String {
 
 /// Docker's `filters` query parameter: `{"label":{"a=b":true}}` or `{"label":["a=b"]}`.
 fn filters(q: &Query) -> Result<Vec<(String, String)>, Error> {
-    let Some(raw) = q.get("filters") else { return Ok(Vec::new()) };
-    let v: Value = serde_json::from_str(raw).map_err(|e| Error::InvalidArgument(format!("invalid filters: {e}")))?;
+    let Some(raw) = q.get("filters") else {
+        return Ok(Vec::new());
+    };
+    let v: Value = serde_json::from_str(raw)
+        .map_err(|e| Error::InvalidArgument(format!("invalid filters: {e}")))?;
     let mut out = Vec::new();
     if let Value::Object(map) = v {
         for (k, vals) in map {
             match vals {
                 Value::Object(m) => out.extend(m.keys().map(|v| (k.clone(), v.clone()))),
-                Value::Array(a) => out.extend(a.iter().filter_map(|v| v.as_str()).map(|v| (k.clone(), v.to_string()))),
+                Value::Array(a) => out.extend(
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .map(|v| (k.clone(), v.to_string())),
+                ),
                 _ => {}
             }
         }
@@ -301,7 +349,9 @@ pub async fn list(State(engine): State<AppState>, uri: Uri) -> ApiResult {
         if !keep {
             continue;
         }
-        let created = crate::fsutil::parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0);
+        let created = crate::fsutil::parse_time(&rec.created)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
         out.push(json!({
             "Id": rec.id,
             "Names": [format!("/{}", rec.name)],
@@ -328,12 +378,17 @@ fn log_options(q: &Query) -> LogOptions {
         follow: q.flag("follow"),
         tail: q.get("tail").and_then(|t| t.parse().ok()),
         timestamps: q.flag("timestamps"),
-        since: q.get("since").and_then(|s| s.split('.').next()).and_then(|s| s.parse().ok()).filter(|s| *s > 0),
+        since: q
+            .get("since")
+            .and_then(|s| s.split('.').next())
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s > 0),
     }
 }
 
 fn stream_body(rx: mpsc::Receiver<Bytes>) -> Body {
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>);
     Body::from_stream(stream)
 }
 
@@ -342,12 +397,17 @@ pub async fn logs(State(engine): State<AppState>, Path(id): Path<String>, uri: U
     let c = engine.get(&id)?;
     let opts = log_options(&q);
     if !opts.stdout && !opts.stderr {
-        return Err(Error::InvalidArgument("Bad parameters: you must choose at least one stream".into()));
+        return Err(Error::InvalidArgument(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
     }
     let rx = logs::stream(c, opts);
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/vnd.docker.multiplexed-stream")
+        .header(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.multiplexed-stream",
+        )
         .body(stream_body(rx))
         .unwrap_or_default())
 }
@@ -366,7 +426,10 @@ where
     if !wants_upgrade {
         return Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/vnd.docker.multiplexed-stream")
+            .header(
+                header::CONTENT_TYPE,
+                "application/vnd.docker.multiplexed-stream",
+            )
             .body(stream_body(rx))
             .unwrap_or_default();
     }
@@ -414,7 +477,10 @@ where
     });
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONTENT_TYPE, "application/vnd.docker.multiplexed-stream")
+        .header(
+            header::CONTENT_TYPE,
+            "application/vnd.docker.multiplexed-stream",
+        )
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "tcp")
         .body(Body::empty())
@@ -423,14 +489,20 @@ where
 
 /// `docker attach` / the attach of `docker run` without -d: the container's
 /// output from now on, until it stops. Input is not supported.
-pub async fn attach(State(engine): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult {
+pub async fn attach(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult {
     let q = Query::from_uri(req.uri());
     let c = engine.get(&id)?;
     if q.flag("stdin") && !q.flag("stdout") && !q.flag("stderr") {
         return Err(Error::NotSupported("attaching stdin".into()));
     }
     if q.flag("logs") {
-        return Err(Error::NotSupported("attach with logs=1 (use docker logs)".into()));
+        return Err(Error::NotSupported(
+            "attach with logs=1 (use docker logs)".into(),
+        ));
     }
     let opts = LogOptions {
         stdout: q.flag("stdout"),
@@ -455,10 +527,15 @@ pub async fn attach(State(engine): State<AppState>, Path(id): Path<String>, req:
             if start.elapsed() > std::time::Duration::from_secs(60) {
                 return;
             }
-            if tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed()).await.is_ok_and(|r| r.is_err()) {
+            if tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
                 return;
             }
-            if c.snapshot().state.status == Status::Exited && !c.snapshot().state.finished_at.is_empty() {
+            if c.snapshot().state.status == Status::Exited
+                && !c.snapshot().state.finished_at.is_empty()
+            {
                 break;
             }
         }
@@ -471,10 +548,17 @@ pub async fn attach(State(engine): State<AppState>, Path(id): Path<String>, req:
     }))
 }
 
-pub async fn exec_create(State(engine): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+pub async fn exec_create(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let config: ExecConfig = parse_body(&body)?;
     let exec_id = engine.exec_create(&id, config)?;
-    Ok(json_response(StatusCode::CREATED, &json!({ "Id": exec_id })))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "Id": exec_id }),
+    ))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -486,7 +570,11 @@ struct ExecStartBody {
     tty: bool,
 }
 
-pub async fn exec_start(State(engine): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult {
+pub async fn exec_start(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
@@ -581,7 +669,10 @@ mod tests {
 
     #[test]
     fn human_durations_read_like_docker() {
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(Duration::from_secs(5)), "5 seconds");
         assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
         assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");

@@ -116,15 +116,24 @@ fn not_found_as_docker(e: image_store::Error) -> Error {
 }
 
 /// POST /images/{name}/tag?repo=R&tag=T (and /push, which is not supported).
-pub async fn post_dispatch(State(engine): State<AppState>, Path(rest): Path<String>, uri: Uri) -> ApiResult {
+pub async fn post_dispatch(
+    State(engine): State<AppState>,
+    Path(rest): Path<String>,
+    uri: Uri,
+) -> ApiResult {
     let q = Query::from_uri(&uri);
     if let Some(name) = rest.strip_suffix("/tag") {
-        let repo = q.get("repo").ok_or_else(|| Error::InvalidArgument("repository name must have at least one component".into()))?;
+        let repo = q.get("repo").ok_or_else(|| {
+            Error::InvalidArgument("repository name must have at least one component".into())
+        })?;
         let target = match q.get("tag") {
             Some(t) => format!("{repo}:{t}"),
             None => repo.to_string(),
         };
-        engine.images.tag(name, &target).map_err(not_found_as_docker)?;
+        engine
+            .images
+            .tag(name, &target)
+            .map_err(not_found_as_docker)?;
         return Ok(StatusCode::CREATED.into_response());
     }
     if rest.ends_with("/push") {
@@ -133,7 +142,11 @@ pub async fn post_dispatch(State(engine): State<AppState>, Path(rest): Path<Stri
     Err(Error::NotSupported(format!("POST /images/{rest}")))
 }
 
-pub async fn remove(State(engine): State<AppState>, Path(name): Path<String>, uri: Uri) -> ApiResult {
+pub async fn remove(
+    State(engine): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> ApiResult {
     let q = Query::from_uri(&uri);
     let force = q.flag("force");
     let store = engine.images.clone();
@@ -188,7 +201,9 @@ pub async fn load(State(engine): State<AppState>, uri: Uri, req: Request) -> Api
     .map_err(|e| Error::internal("image load", e))?;
     let loaded = loaded?;
     if loaded.is_empty() {
-        return Err(Error::InvalidArgument("no images found in the archive".into()));
+        return Err(Error::InvalidArgument(
+            "no images found in the archive".into(),
+        ));
     }
     let _ = quiet;
     let mut body = String::new();
@@ -203,7 +218,10 @@ pub async fn load(State(engine): State<AppState>, uri: Uri, req: Request) -> Api
             let line = if img.tags.is_empty() {
                 format!("Loaded image ID: {}\n", img.id)
             } else {
-                img.tags.iter().map(|t| format!("Loaded image: {t}\n")).collect::<String>()
+                img.tags
+                    .iter()
+                    .map(|t| format!("Loaded image: {t}\n"))
+                    .collect::<String>()
             };
             body.push_str(&json!({ "stream": line }).to_string());
             body.push('\n');
@@ -232,18 +250,28 @@ fn registry_auth(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 /// POST /images/create: pull (`fromImage`) or import (`fromSrc=-`).
-pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap, req: Request) -> ApiResult {
+pub async fn create(
+    State(engine): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult {
     let q = Query::from_uri(&uri);
     if let Some(src) = q.get("fromSrc") {
         if src != "-" {
-            return Err(Error::NotSupported("importing from a URL (use - and send the tar)".into()));
+            return Err(Error::NotSupported(
+                "importing from a URL (use - and send the tar)".into(),
+            ));
         }
         let reference = match (q.get("repo"), q.get("tag")) {
             (Some(r), Some(t)) => Some(format!("{r}:{t}")),
             (Some(r), None) => Some(r.to_string()),
             _ => None,
         };
-        let changes: Vec<String> = q.0.get("changes").map(|c| c.lines().map(str::to_string).collect()).unwrap_or_default();
+        let changes: Vec<String> =
+            q.0.get("changes")
+                .map(|c| c.lines().map(str::to_string).collect())
+                .unwrap_or_default();
         let mut all_changes = changes;
         // `changes` may repeat in the query string; the map keeps the last, so
         // also read every occurrence.
@@ -251,7 +279,11 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
             let repeated: Vec<String> = query
                 .split('&')
                 .filter_map(|p| p.strip_prefix("changes="))
-                .map(|v| super::form_urlencoded(&format!("c={v}")).remove("c").unwrap_or_default())
+                .map(|v| {
+                    super::form_urlencoded(&format!("c={v}"))
+                        .remove("c")
+                        .unwrap_or_default()
+                })
                 .collect();
             if repeated.len() > 1 {
                 all_changes = repeated;
@@ -260,9 +292,10 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
         let config = parse_changes(&all_changes)?;
         let reader = body_reader(req.into_body());
         let store = engine.images.clone();
-        let id = tokio::task::spawn_blocking(move || store.import(reader, reference.as_deref(), config))
-            .await
-            .map_err(|e| Error::internal("image import", e))??;
+        let id =
+            tokio::task::spawn_blocking(move || store.import(reader, reference.as_deref(), config))
+                .await
+                .map_err(|e| Error::internal("image import", e))??;
         let body = format!("{}\n", json!({ "status": id }));
         return Ok(Response::builder()
             .status(StatusCode::OK)
@@ -271,7 +304,9 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
             .unwrap_or_default());
     }
     let Some(image) = q.get("fromImage") else {
-        return Err(Error::InvalidArgument("fromImage or fromSrc is required".into()));
+        return Err(Error::InvalidArgument(
+            "fromImage or fromSrc is required".into(),
+        ));
     };
     let reference = match q.get("tag") {
         Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
@@ -285,7 +320,10 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
     }
     // Reject a bad reference before the stream starts.
     image_store::ImageStore::normalize_reference(&reference)?;
-    let opts = PullOptions { insecure_registries: engine.config.insecure_registries.clone(), auth: registry_auth(&headers) };
+    let opts = PullOptions {
+        insecure_registries: engine.config.insecure_registries.clone(),
+        auth: registry_auth(&headers),
+    };
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let store = engine.images.clone();
     tokio::spawn(async move {
@@ -297,7 +335,12 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
             move |p: PullProgress| {
                 let v = match p {
                     PullProgress::Status(s) => json!({ "status": s }),
-                    PullProgress::Layer { id, status, current, total } => json!({
+                    PullProgress::Layer {
+                        id,
+                        status,
+                        current,
+                        total,
+                    } => json!({
                         "status": status,
                         "id": id,
                         "progressDetail": match total { Some(t) => json!({"current": current, "total": t}), None => json!({}) },
@@ -319,7 +362,9 @@ pub async fn create(State(engine): State<AppState>, uri: Uri, headers: HeaderMap
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>)))
+        .body(Body::from_stream(
+            stream.map(Ok::<_, std::convert::Infallible>),
+        ))
         .unwrap_or_default())
 }
 
@@ -335,7 +380,9 @@ fn parse_changes(changes: &[String]) -> Result<ContainerConfig, Error> {
         }
     };
     for change in changes.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
-        let (word, value) = change.split_once(char::is_whitespace).unwrap_or((change, ""));
+        let (word, value) = change
+            .split_once(char::is_whitespace)
+            .unwrap_or((change, ""));
         match word.to_ascii_uppercase().as_str() {
             "CMD" => cfg.cmd = Some(list(value)),
             "ENTRYPOINT" => cfg.entrypoint = Some(list(value)),
@@ -351,12 +398,13 @@ fn parse_changes(changes: &[String]) -> Result<ContainerConfig, Error> {
             "USER" => cfg.user = Some(value.trim().to_string()),
             "LABEL" => {
                 if let Some((k, v)) = value.trim().split_once('=') {
-                    cfg.labels.insert(k.to_string(), v.trim_matches('"').to_string());
+                    cfg.labels
+                        .insert(k.to_string(), v.trim_matches('"').to_string());
                 }
             }
-            other => {
-                return Err(Error::NotSupported(format!("the import change \"{other}\" (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL are)")))
-            }
+            other => return Err(Error::NotSupported(format!(
+                "the import change \"{other}\" (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL are)"
+            ))),
         }
     }
     Ok(cfg)

@@ -49,7 +49,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/create", post(images::create))
-        .route("/images/{*rest}", get(images::get_dispatch).post(images::post_dispatch).delete(images::remove))
+        .route(
+            "/images/{*rest}",
+            get(images::get_dispatch)
+                .post(images::post_dispatch)
+                .delete(images::remove),
+        )
         .fallback(not_supported)
         .with_state(engine)
 }
@@ -81,7 +86,8 @@ async fn not_supported(req: Request<Body>) -> Response<Body> {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response<Body> {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status == StatusCode::NOT_MODIFIED {
             return status.into_response();
         }
@@ -105,21 +111,22 @@ pub struct Query(pub HashMap<String, String>);
 
 impl Query {
     pub fn from_uri(uri: &axum::http::Uri) -> Self {
-        let map = uri
-            .query()
-            .map(|q| {
-                form_urlencoded(q)
-            })
-            .unwrap_or_default();
+        let map = uri.query().map(|q| form_urlencoded(q)).unwrap_or_default();
         Query(map)
     }
 
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.0.get(key).map(|s| s.as_str()), Some("1") | Some("true") | Some("True") | Some("yes"))
+        matches!(
+            self.0.get(key).map(|s| s.as_str()),
+            Some("1") | Some("true") | Some("True") | Some("yes")
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|s| s.as_str()).filter(|s| !s.is_empty())
+        self.0
+            .get(key)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -164,7 +171,8 @@ pub fn parse_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Res
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgument(format!("invalid JSON in request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidArgument(format!("invalid JSON in request body: {e}")))
 }
 
 #[cfg(test)]
@@ -173,8 +181,14 @@ mod tests {
 
     #[test]
     fn version_prefix_is_stripped() {
-        let req = Request::builder().uri("/v1.41/containers/json?all=1").body(()).unwrap();
-        assert_eq!(strip_version(req).uri().to_string(), "/containers/json?all=1");
+        let req = Request::builder()
+            .uri("/v1.41/containers/json?all=1")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            strip_version(req).uri().to_string(),
+            "/containers/json?all=1"
+        );
         let req = Request::builder().uri("/volumes").body(()).unwrap();
         assert_eq!(strip_version(req).uri().to_string(), "/volumes");
     }

@@ -79,10 +79,17 @@ fn mem_total() -> u64 {
 
 pub async fn info(State(engine): State<AppState>) -> Response<Body> {
     let all = engine.list();
-    let running = all.iter().filter(|c| c.snapshot().state.status == Status::Running).count();
+    let running = all
+        .iter()
+        .filter(|c| c.snapshot().state.status == Status::Running)
+        .count();
     let images = engine.images.list().map(|l| l.len()).unwrap_or(0);
-    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut insecure = vec!["127.0.0.0/8".to_string()];
     insecure.extend(engine.config.insecure_registries.iter().cloned());
     json_response(
