@@ -567,8 +567,9 @@ impl Engine {
             c.update(|r| r.state.manually_stopped = true);
         }
         if !send_signal(rec.state.pid, sig) {
-            return Err(Error::Internal(format!(
-                "cannot signal container {}",
+            // It exited between the check and the signal.
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
                 rec.id
             )));
         }

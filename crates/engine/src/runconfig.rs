@@ -20,7 +20,7 @@ pub fn command_of(
     let entrypoint_given = config
         .entrypoint
         .as_ref()
-        .is_some_and(|e| !e.is_empty() && !(e.len() == 1 && e[0].is_empty()));
+        .is_some_and(|e| !(e.is_empty() || e.len() == 1 && e[0].is_empty()));
     let entrypoint: Vec<String> = if entrypoint_given {
         config.entrypoint.clone().unwrap_or_default()
     } else if config

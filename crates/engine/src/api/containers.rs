@@ -13,7 +13,6 @@ use bollard_stubs::models::{ContainerCreateBody, ExecConfig};
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -457,7 +456,7 @@ where
                 },
                 // The client may half-close or send nothing: drain and ignore.
                 n = io.read(&mut sink) => {
-                    if matches!(n, Err(_)) {
+                    if n.is_err() {
                         break;
                     }
                     if matches!(n, Ok(0)) {
@@ -655,11 +654,6 @@ pub async fn exec_inspect(State(engine): State<AppState>, Path(id): Path<String>
             "Pid": st.pid,
         }),
     ))
-}
-
-#[allow(dead_code)]
-fn _assert_send(c: Arc<Container>) -> impl Send {
-    c
 }
 
 #[cfg(test)]

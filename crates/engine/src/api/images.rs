@@ -21,7 +21,41 @@ fn created_unix(img: &Image) -> i64 {
         .unwrap_or(0)
 }
 
-pub async fn list(State(engine): State<AppState>) -> ApiResult {
+/// The `reference` filter of `docker images NAME`: a repository, or repository:tag.
+fn matches_reference(img: &Image, pattern: &str) -> bool {
+    img.repo_tags.iter().any(|t| {
+        if pattern.contains(':') && !pattern.ends_with(']') {
+            t == pattern
+        } else {
+            t.rsplit_once(':')
+                .map(|(repo, _)| repo == pattern)
+                .unwrap_or(false)
+        }
+    })
+}
+
+pub async fn list(State(engine): State<AppState>, uri: Uri) -> ApiResult {
+    let q = Query::from_uri(&uri);
+    let mut references: Vec<String> = Vec::new();
+    if let Some(raw) = q.get("filters") {
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| Error::InvalidArgument(format!("invalid filters: {e}")))?;
+        for (key, vals) in v.as_object().into_iter().flatten() {
+            let vals: Vec<String> = match vals {
+                Value::Object(m) => m.keys().cloned().collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            match key.as_str() {
+                "reference" => references.extend(vals),
+                "dangling" => {}
+                other => return Err(Error::NotSupported(format!("the image filter \"{other}\""))),
+            }
+        }
+    }
     let images = {
         let store = engine.images.clone();
         tokio::task::spawn_blocking(move || store.list())
@@ -30,6 +64,7 @@ pub async fn list(State(engine): State<AppState>) -> ApiResult {
     };
     let out: Vec<Value> = images
         .iter()
+        .filter(|img| references.is_empty() || references.iter().any(|r| matches_reference(img, r)))
         .map(|img| {
             json!({
                 "Id": img.id,
@@ -402,9 +437,11 @@ fn parse_changes(changes: &[String]) -> Result<ContainerConfig, Error> {
                         .insert(k.to_string(), v.trim_matches('"').to_string());
                 }
             }
-            other => return Err(Error::NotSupported(format!(
+            other => {
+                return Err(Error::NotSupported(format!(
                 "the import change \"{other}\" (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL are)"
-            ))),
+            )))
+            }
         }
     }
     Ok(cfg)

@@ -111,7 +111,7 @@ pub struct Query(pub HashMap<String, String>);
 
 impl Query {
     pub fn from_uri(uri: &axum::http::Uri) -> Self {
-        let map = uri.query().map(|q| form_urlencoded(q)).unwrap_or_default();
+        let map = uri.query().map(form_urlencoded).unwrap_or_default();
         Query(map)
     }
 
