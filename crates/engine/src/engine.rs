@@ -75,9 +75,19 @@ impl Container {
 
     /// Changes the record, writes it to disk and wakes the waiters.
     pub(crate) fn update<T>(&self, f: impl FnOnce(&mut Record) -> T) -> T {
+        self.change(true, f)
+    }
+
+    /// Changes the record in memory only; the next [`Container::update`]
+    /// writes it. For steps of a start that a crash would redo anyway.
+    pub(crate) fn update_in_memory<T>(&self, f: impl FnOnce(&mut Record) -> T) -> T {
+        self.change(false, f)
+    }
+
+    fn change<T>(&self, persist: bool, f: impl FnOnce(&mut Record) -> T) -> T {
         let mut rec = self.record.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut rec);
-        if !self.is_removed() {
+        if persist && !self.is_removed() {
             if let Err(e) = save_record(&self.dir, &rec) {
                 tracing::error!(container = %self.id, "cannot save container record: {e}");
             }
@@ -489,7 +499,7 @@ impl Engine {
         if c.snapshot().is_running() && c.snapshot().state.status == Status::Running {
             return Err(Error::NotModified("container already started".into()));
         }
-        c.update(|r| {
+        c.update_in_memory(|r| {
             r.state.manually_stopped = false;
             r.state.restart_count = 0;
         });

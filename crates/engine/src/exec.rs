@@ -164,7 +164,7 @@ impl Engine {
         let path = c.dir.join(format!("exec-{id}.json"));
         let bytes = serde_json::to_vec(&exec)
             .map_err(|e| Error::internal("cannot encode exec config", e))?;
-        fsutil::write_atomic(&path, &bytes)?;
+        fsutil::write_replace(&path, &bytes)?;
         let child = tokio::process::Command::new(&self.config.shim_exe)
             .arg("shim")
             .arg("exec")

@@ -4,8 +4,21 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
-/// content: write to a temporary file beside it, fsync, rename, fsync the directory.
+/// content: write to a temporary file beside it, fsync, rename. (The
+/// directory is not synced: after a power cut the old content may come back,
+/// but never a torn file, which is what the records need.)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_via_rename(path, bytes, true)
+}
+
+/// Replaces `path` through a rename without syncing: for files regenerated at
+/// every start (hostname, hosts, resolv.conf, run.json), where a crash may
+/// lose them but a reader never sees half of one.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_via_rename(path, bytes, false)
+}
+
+fn write_via_rename(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -15,14 +28,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_data()?;
+        }
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
     Ok(())
 }

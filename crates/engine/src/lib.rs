@@ -38,6 +38,7 @@ pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod logs;
+pub mod memory;
 pub mod record;
 pub mod runconfig;
 pub mod server;

@@ -137,7 +137,7 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
             continue;
         }
         let path = dir.join(file);
-        fsutil::write_atomic(&path, content.as_bytes())?;
+        fsutil::write_replace(&path, content.as_bytes())?;
         mounts.insert(
             0,
             BindMount {
@@ -244,7 +244,7 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
     };
     let bytes = serde_json::to_vec_pretty(&run)
         .map_err(|e| Error::internal("cannot encode run.json", e))?;
-    fsutil::write_atomic(&dir.join(runtime::protocol::RUN_CONFIG_FILE), &bytes)?;
+    fsutil::write_replace(&dir.join(runtime::protocol::RUN_CONFIG_FILE), &bytes)?;
     Ok(run)
 }
 

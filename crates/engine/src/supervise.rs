@@ -126,7 +126,7 @@ async fn spawn_run(
     let stdout = child.stdout.take();
     // tokio reaps the process once it is gone; we watch it through the pidfd.
     drop(child);
-    c.update(|r| r.state.shim_pid = pid);
+    c.update_in_memory(|r| r.state.shim_pid = pid);
 
     let mut line = String::new();
     if let Some(out) = stdout {

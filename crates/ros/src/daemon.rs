@@ -18,11 +18,22 @@ use std::path::PathBuf;
 #[command(name = "system-dockerd", version, verbatim_doc_comment)]
 struct Args {
     /// Where images, containers and volumes are kept.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/system-docker", alias = "graph", short = 'g')]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/system-docker",
+        alias = "graph",
+        short = 'g'
+    )]
     data_root: PathBuf,
 
     /// The socket to serve the API on (unix:///path only).
-    #[arg(short = 'H', long = "host", value_name = "unix:///PATH", default_value = "unix:///var/run/system-docker.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        value_name = "unix:///PATH",
+        default_value = "unix:///var/run/system-docker.sock"
+    )]
     host: String,
 
     /// A registry reached over plain http (HOST[:PORT] or a CIDR); may repeat.
@@ -51,11 +62,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let level = if args.debug { "debug".to_string() } else { args.log_level.clone() };
+    let level = if args.debug {
+        "debug".to_string()
+    } else {
+        args.log_level.clone()
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},libcontainer=warn,libcgroups=warn"))),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!(
+                    "{level},libcontainer=warn,libcgroups=warn"
+                ))
+            }),
         )
         .with_writer(std::io::stderr)
         .try_init();
@@ -70,6 +88,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let socket = engine::server::socket_path(&args.host).map_err(anyhow::Error::msg)?;
+    engine::memory::limit_arenas();
     // One thread: the daemon's work is waiting; the shims do the rest.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,11 +100,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.cgroup_parent = args.cgroup_parent.clone();
         let engine = engine::Engine::open(config)
             .with_context(|| format!("cannot open the data root {}", args.data_root.display()))?;
-        let listener = engine::server::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()))?;
+        let listener = engine::server::bind(&socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
         tracing::info!("system engine serving on unix://{}", socket.display());
         let shutdown = async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 std::future::pending::<()>().await;
                 return;
             };
@@ -95,7 +118,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             tracing::info!("stopping the API; containers keep running");
         };
-        engine::server::serve(engine, listener, shutdown).await.context("serving the API")?;
+        engine::server::serve(engine, listener, shutdown)
+            .await
+            .context("serving the API")?;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })

@@ -234,6 +234,7 @@ pub async fn load(State(engine): State<AppState>, uri: Uri, req: Request) -> Api
     })
     .await
     .map_err(|e| Error::internal("image load", e))?;
+    crate::memory::release();
     let loaded = loaded?;
     if loaded.is_empty() {
         return Err(Error::InvalidArgument(
@@ -330,7 +331,9 @@ pub async fn create(
         let id =
             tokio::task::spawn_blocking(move || store.import(reader, reference.as_deref(), config))
                 .await
-                .map_err(|e| Error::internal("image import", e))??;
+                .map_err(|e| Error::internal("image import", e));
+        crate::memory::release();
+        let id = id??;
         let body = format!("{}\n", json!({ "status": id }));
         return Ok(Response::builder()
             .status(StatusCode::OK)
@@ -384,7 +387,9 @@ pub async fn create(
                 let _ = tx.send(Bytes::from(format!("{v}\n")));
             }
         };
-        match store.pull(&reference, &opts, &mut progress).await {
+        let result = store.pull(&reference, &opts, &mut progress).await;
+        crate::memory::release();
+        match result {
             Ok(_) => {}
             Err(e) => {
                 let msg = e.to_string();
