@@ -65,8 +65,16 @@ fn dispatch_subcommand(args: Vec<OsString>) -> i32 {
 /// `ros shim run DIR` and `ros shim exec DIR EXEC_JSON`. Not meant to be run by
 /// hand: the engine starts these.
 fn shim_main(args: &[OsString]) -> i32 {
-    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [_, "run", dir] => runtime::shim::run_main(Path::new(dir)),
         [_, "exec", dir, config] => {
             let exec = match std::fs::read(config)
