@@ -89,6 +89,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
 fn run(args: Args) -> anyhow::Result<()> {
     let socket = engine::server::socket_path(&args.host).map_err(anyhow::Error::msg)?;
     engine::memory::limit_arenas();
+    // Errors of some libraries capture a backtrace when RUST_BACKTRACE is set,
+    // and symbolizing it keeps megabytes of debug info resident for good.
+    // Panics still print their backtrace.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     // One thread: the daemon's work is waiting; the shims do the rest.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
