@@ -1,0 +1,360 @@
+//! Where the config files live and the order in which they merge.
+//!
+//! Merge order, later wins (COMPAT.md): os-config.yml, oem-config.yml,
+//! cloud-config.d/* sorted by name (dotfiles skipped), cloud-config.yml, the
+//! kernel command line, the args after `--`.
+//!
+//! The args after `--` are hidden from /proc/cmdline once the system runs, so
+//! init saves them to cloud-config.d/init.yml; that file is therefore not
+//! merged with the rest of cloud-config.d but last, where the args belong. If
+//! the command line read still holds a `--` (as in the initrd), its args are
+//! merged at the same place, after init.yml.
+
+use std::path::{Path, PathBuf};
+
+use crate::cmdline;
+use crate::error::{Error, Result};
+use crate::tree::Config;
+
+/// The directory every system path is relative to: `/` on a running system,
+/// a temporary directory in tests, the target of `ros --root DIR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self::new("/")
+    }
+}
+
+/// The name, inside cloud-config.d, of the saved args after `--`.
+pub const INIT_YML: &str = "init.yml";
+
+impl Root {
+    /// A root at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The root directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `path` (absolute, as on the running system) under this root.
+    pub fn join(&self, path: &str) -> PathBuf {
+        self.dir.join(path.trim_start_matches('/'))
+    }
+
+    /// The OS's own default config.
+    pub fn os_config(&self) -> PathBuf {
+        self.join("/usr/share/ros/os-config.yml")
+    }
+
+    /// The OEM partition's config.
+    pub fn oem_config(&self) -> PathBuf {
+        self.join("/usr/share/ros/oem/oem-config.yml")
+    }
+
+    /// The directory of saved configs (boot.yml, network.yml, init.yml, ...).
+    pub fn cloud_config_d(&self) -> PathBuf {
+        self.join("/var/lib/rancher/conf/cloud-config.d")
+    }
+
+    /// What `ros config set` and `merge` write.
+    pub fn cloud_config(&self) -> PathBuf {
+        self.join("/var/lib/rancher/conf/cloud-config.yml")
+    }
+
+    /// The kernel command line.
+    pub fn proc_cmdline(&self) -> PathBuf {
+        self.join("/proc/cmdline")
+    }
+}
+
+/// One layer of the merged config: where it came from and what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The file, or `/proc/cmdline` for the kernel command line.
+    pub source: PathBuf,
+    pub config: Config,
+}
+
+/// Reads a file if it exists; a missing file is an empty layer.
+fn optional(path: &Path) -> Result<Option<Config>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Config::parse(&text, path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The files of cloud-config.d in merge order: sorted by name, dotfiles and
+/// directories skipped, init.yml left out (it is merged last).
+pub fn cloud_config_d_files(root: &Root) -> Result<Vec<PathBuf>> {
+    let dir = root.cloud_config_d();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(Error::Read { path: dir, source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == INIT_YML {
+            continue;
+        }
+        if entry.path().is_dir() {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Which layers to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// Include os-config.yml (the OS's defaults).
+    pub os_defaults: bool,
+    /// Include the kernel command line (and init.yml).
+    pub cmdline: bool,
+}
+
+impl Selection {
+    /// Every layer.
+    pub const ALL: Selection = Selection {
+        os_defaults: true,
+        cmdline: true,
+    };
+}
+
+/// Reads every existing layer, in merge order.
+pub fn read_layers(root: &Root, which: Selection) -> Result<Vec<Layer>> {
+    let mut paths = Vec::new();
+    if which.os_defaults {
+        paths.push(root.os_config());
+    }
+    paths.push(root.oem_config());
+    paths.extend(cloud_config_d_files(root)?);
+    paths.push(root.cloud_config());
+    let mut layers = Vec::new();
+    for path in paths {
+        if let Some(config) = optional(&path)? {
+            layers.push(Layer {
+                source: path,
+                config,
+            });
+        }
+    }
+    if which.cmdline {
+        let proc_cmdline = root.proc_cmdline();
+        let line = match std::fs::read_to_string(&proc_cmdline) {
+            Ok(line) => line,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: proc_cmdline,
+                    source,
+                })
+            }
+        };
+        let parsed = cmdline::parse(&line);
+        if !parsed.kernel.is_empty() {
+            layers.push(Layer {
+                source: proc_cmdline.clone(),
+                config: parsed.kernel,
+            });
+        }
+        let init = root.cloud_config_d().join(INIT_YML);
+        if let Some(config) = optional(&init)? {
+            layers.push(Layer {
+                source: init,
+                config,
+            });
+        }
+        if !parsed.after_dashes.is_empty() {
+            layers.push(Layer {
+                source: proc_cmdline,
+                config: parsed.after_dashes,
+            });
+        }
+    }
+    Ok(layers)
+}
+
+/// Merges layers in order.
+pub fn merge_layers(layers: &[Layer]) -> Config {
+    let mut merged = Config::new();
+    for layer in layers {
+        merged.merge(&layer.config);
+    }
+    merged
+}
+
+/// The merged config of a system: every layer.
+pub fn load(root: &Root) -> Result<Config> {
+    Ok(merge_layers(&read_layers(root, Selection::ALL)?))
+}
+
+/// Writes `config` to `path` atomically: a temporary file in the same
+/// directory, fsync, rename over the old file, fsync of the directory. A
+/// crash leaves either the old file or the new one, never half of one.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let err = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cloud-config.")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(text.as_bytes()).map_err(err)?;
+    // The user's config may hold secrets (passwords, keys): owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Root, path: &str, text: &str) {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        let d = "/var/lib/rancher/conf/cloud-config.d";
+        // Each layer sets `rancher.who` (the later wins) and its own key
+        // (every layer is merged, none is lost).
+        write(
+            &root,
+            "/usr/share/ros/os-config.yml",
+            "rancher: {who: os, os: 1}",
+        );
+        write(
+            &root,
+            "/usr/share/ros/oem/oem-config.yml",
+            "rancher: {who: oem, oem: 1}",
+        );
+        write(&root, &format!("{d}/b.yml"), "rancher: {who: b, b: 1}");
+        write(&root, &format!("{d}/a.yml"), "rancher: {who: a, a: 1}");
+        write(&root, &format!("{d}/.hidden.yml"), "rancher: {who: hidden}");
+        write(
+            &root,
+            &format!("{d}/init.yml"),
+            "rancher: {who: init, init: 1}",
+        );
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.yml",
+            "rancher: {who: user, user: 1}",
+        );
+        write(
+            &root,
+            "/proc/cmdline",
+            "quiet rancher.who=kernel rancher.kernel=1\n",
+        );
+
+        let merged = load(&root).unwrap();
+        assert_eq!(
+            merged.get("rancher.who").unwrap(),
+            Some(&serde_norway::Value::String("init".into()))
+        );
+        for key in ["os", "oem", "a", "b", "init", "user", "kernel"] {
+            assert!(
+                merged.get(&format!("rancher.{key}")).unwrap().is_some(),
+                "layer {key} lost"
+            );
+        }
+
+        // Peel the layers from the top: each one wins over all before it.
+        let order = |root: &Root| {
+            read_layers(root, Selection::ALL)
+                .unwrap()
+                .iter()
+                .map(|l| l.config.get("rancher.who").unwrap().cloned())
+                .map(|v| {
+                    v.and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(&root),
+            ["os", "oem", "a", "b", "user", "kernel", "init"]
+        );
+
+        write(
+            &root,
+            "/proc/cmdline",
+            "rancher.who=kernel -- rancher.who=dashes\n",
+        );
+        assert_eq!(
+            order(&root),
+            ["os", "oem", "a", "b", "user", "kernel", "init", "dashes"]
+        );
+        assert_eq!(
+            load(&root).unwrap().get("rancher.who").unwrap(),
+            Some(&serde_norway::Value::String("dashes".into()))
+        );
+    }
+
+    #[test]
+    fn missing_files_are_empty_layers_and_bad_ones_are_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        assert!(load(&root).unwrap().is_empty());
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.d/net.yml",
+            "a: [\n",
+        );
+        let err = load(&root).unwrap_err().to_string();
+        assert!(err.contains("cloud-config.d/net.yml:2:"), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x/cloud-config.yml");
+        write_atomic(&path, "a: 1\n").unwrap();
+        write_atomic(&path, "a: 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a: 2\n");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["cloud-config.yml"], "no temporary file left");
+    }
+}

@@ -1,0 +1,1 @@
+//! Validation: unknown keys, and known keys whose behaviour is not there yet.
