@@ -1,1 +1,468 @@
-//! Validation: unknown keys, and known keys whose behaviour is not there yet.
+//! Validation: unknown keys, wrong types, and known keys whose behaviour is
+//! not implemented yet.
+//!
+//! The known keys are a static schema ([`SCHEMA`]) written from COMPAT.md.
+//! It is a second list beside the typed [`crate::model`] on purpose: the
+//! model says how a key is read, the schema says which keys exist, which
+//! names are free (service names, interface names, variables) and what is
+//! implemented. Syntax errors (file, line, column) come from parsing, before
+//! this module runs.
+
+use std::path::Path;
+
+use serde_norway::{Mapping, Value};
+
+use crate::model::CloudConfig;
+use crate::tree::Config;
+
+/// How far a key's behaviour has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// OxOS acts on the key.
+    Implemented,
+    /// OxOS accepts the key but does nothing with it yet.
+    NotYet,
+    /// Read from the kernel command line only; in a file it does nothing.
+    CmdlineOnly,
+}
+
+/// The shape of the value under a key.
+#[derive(Debug)]
+pub enum Node {
+    /// A mapping with these known keys.
+    Map(&'static [Field]),
+    /// A mapping whose keys are names chosen by the user (services,
+    /// interfaces, variables), each value of this shape.
+    Named(&'static Node),
+    /// Anything: a scalar, a list, or a mapping checked elsewhere (compose
+    /// services are checked by the compose crate).
+    Any,
+}
+
+/// A known key.
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub node: Node,
+    pub status: Status,
+}
+
+const fn f(name: &'static str, node: Node, status: Status) -> Field {
+    Field { name, node, status }
+}
+
+const fn leaf(name: &'static str) -> Field {
+    f(name, Node::Any, Status::NotYet)
+}
+
+use Status::{CmdlineOnly, NotYet};
+
+const ENGINE: &[Field] = &[
+    leaf("engine"),
+    leaf("tls"),
+    leaf("tls_args"),
+    leaf("extra_args"),
+    leaf("storage_context"),
+    leaf("environment"),
+    leaf("args"),
+    leaf("image"),
+    leaf("ca_cert"),
+    leaf("ca_key"),
+    leaf("server_cert"),
+    leaf("server_key"),
+    leaf("client_args"),
+    // daemon flags
+    leaf("bridge"),
+    leaf("bip"),
+    leaf("config_file"),
+    leaf("containerd"),
+    leaf("data_root"),
+    leaf("debug"),
+    leaf("default_ulimit"),
+    leaf("dns"),
+    leaf("exec_opt"),
+    leaf("exec_root"),
+    leaf("experimental"),
+    leaf("fixed_cidr"),
+    leaf("graph"),
+    leaf("group"),
+    leaf("host"),
+    leaf("icc"),
+    leaf("insecure_registry"),
+    leaf("ip_masq"),
+    leaf("iptables"),
+    leaf("ipv6"),
+    leaf("live_restore"),
+    leaf("log_driver"),
+    leaf("log_opts"),
+    leaf("mtu"),
+    leaf("pid_file"),
+    leaf("registry_mirror"),
+    leaf("restart"),
+    leaf("selinux_enabled"),
+    leaf("storage_driver"),
+    leaf("storage_opt"),
+    leaf("userland_proxy"),
+];
+
+const INTERFACE: Node = Node::Map(&[
+    leaf("match"),
+    leaf("dhcp"),
+    leaf("dhcp_args"),
+    leaf("address"),
+    leaf("addresses"),
+    leaf("gateway"),
+    leaf("gateway_ipv6"),
+    leaf("mtu"),
+    leaf("bridge"),
+    leaf("bond"),
+    leaf("bond_opts"),
+    leaf("vlans"),
+    leaf("pre_up"),
+    leaf("post_up"),
+]);
+
+const NETWORK: &[Field] = &[
+    f(
+        "dns",
+        Node::Map(&[leaf("nameservers"), leaf("search")]),
+        NotYet,
+    ),
+    leaf("http_proxy"),
+    leaf("https_proxy"),
+    leaf("no_proxy"),
+    leaf("pre_cmds"),
+    leaf("post_cmds"),
+    leaf("dhcp_timeout"),
+    f("interfaces", Node::Named(&INTERFACE), NotYet),
+];
+
+const STATE: &[Field] = &[
+    leaf("dev"),
+    leaf("fstype"),
+    leaf("directory"),
+    leaf("wait"),
+    leaf("required"),
+    leaf("autoformat"),
+    leaf("mdadm_scan"),
+    leaf("lvm_scan"),
+    leaf("cryptsetup"),
+    leaf("script"),
+    leaf("oem_dev"),
+    leaf("oem_fstype"),
+    leaf("boot_dev"),
+    leaf("boot_fstype"),
+];
+
+const RANCHER: &[Field] = &[
+    f("services", Node::Named(&Node::Any), NotYet),
+    f("services_include", Node::Named(&Node::Any), NotYet),
+    f("bootstrap", Node::Named(&Node::Any), NotYet),
+    f("cloud_init_services", Node::Named(&Node::Any), NotYet),
+    leaf("console"),
+    f("docker", Node::Map(ENGINE), NotYet),
+    f("system_docker", Node::Map(ENGINE), NotYet),
+    f("bootstrap_docker", Node::Map(ENGINE), NotYet),
+    f("network", Node::Map(NETWORK), NotYet),
+    f("state", Node::Map(STATE), NotYet),
+    f("cloud_init", Node::Map(&[leaf("datasources")]), NotYet),
+    f("environment", Node::Named(&Node::Any), NotYet),
+    f("sysctl", Node::Named(&Node::Any), NotYet),
+    leaf("modules"),
+    f(
+        "ssh",
+        Node::Map(&[
+            f("keys", Node::Named(&Node::Any), NotYet),
+            leaf("port"),
+            leaf("listen_address"),
+            leaf("daemon"),
+        ]),
+        NotYet,
+    ),
+    f(
+        "upgrade",
+        Node::Map(&[leaf("url"), leaf("image"), leaf("rollback"), leaf("policy")]),
+        NotYet,
+    ),
+    f(
+        "registry_auths",
+        Node::Named(&Node::Map(&[
+            leaf("username"),
+            leaf("password"),
+            leaf("auth"),
+            leaf("email"),
+            leaf("identitytoken"),
+        ])),
+        NotYet,
+    ),
+    f(
+        "repositories",
+        Node::Named(&Node::Map(&[leaf("url")])),
+        NotYet,
+    ),
+    leaf("hypervisor_service"),
+    leaf("resize_device"),
+    leaf("restart_services"),
+    leaf("shutdown_timeout"),
+    leaf("debug"),
+    leaf("log"),
+    leaf("disable"),
+    f("password", Node::Any, CmdlineOnly),
+    f("autologin", Node::Any, CmdlineOnly),
+];
+
+/// Every known key of a cloud-config document.
+pub const SCHEMA: Node = Node::Map(&[
+    leaf("hostname"),
+    leaf("ssh_authorized_keys"),
+    leaf("write_files"),
+    leaf("runcmd"),
+    leaf("bootcmd"),
+    leaf("mounts"),
+    // A section, not a behaviour: its keys are noted one by one.
+    f("rancher", Node::Map(RANCHER), Status::Implemented),
+]);
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Accepted, but it does nothing (yet, or in this place).
+    Note,
+    /// Wrong: an unknown key or a value of the wrong type.
+    Error,
+}
+
+/// One finding of [`validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The dotted key it is about (empty for the whole document).
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = match self.severity {
+            Severity::Note => "note",
+            Severity::Error => "error",
+        };
+        if self.key.is_empty() {
+            write!(f, "{word}: {}", self.message)
+        } else {
+            write!(f, "{word}: {}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// The closest known name, if one is close enough to be a likely typo.
+pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if name.chars().count() >= 8 { 3 } else { 2 };
+    known
+        .into_iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn key_name(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_norway::to_string(other)
+            .map(|s| s.trim_end().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+fn walk(node: &Node, value: &Value, path: &str, noted: bool, out: &mut Vec<Finding>) {
+    match (node, value) {
+        (Node::Any, _) => {}
+        (Node::Named(inner), Value::Mapping(map)) => {
+            for (k, v) in map {
+                walk(inner, v, &join(path, &key_name(k)), noted, out);
+            }
+        }
+        (Node::Map(fields), Value::Mapping(map)) => walk_map(fields, map, path, noted, out),
+        // A null is an empty section; a wrong type is reported by the typed
+        // model with the expected type.
+        _ => {}
+    }
+}
+
+fn walk_map(fields: &[Field], map: &Mapping, path: &str, noted: bool, out: &mut Vec<Finding>) {
+    for (k, v) in map {
+        let name = key_name(k);
+        let key = join(path, &name);
+        let Some(field) = fields.iter().find(|f| f.name == name) else {
+            let message = match suggest(&name, fields.iter().map(|f| f.name)) {
+                Some(s) => format!("unknown key, did you mean {}?", join(path, s)),
+                None => "unknown key".to_owned(),
+            };
+            out.push(Finding {
+                severity: Severity::Error,
+                key,
+                message,
+            });
+            continue;
+        };
+        let mut noted_here = noted;
+        match field.status {
+            Status::Implemented => {}
+            Status::NotYet if !noted => {
+                out.push(Finding {
+                    severity: Severity::Note,
+                    key: key.clone(),
+                    message: "accepted, but not implemented yet: it has no effect".to_owned(),
+                });
+                noted_here = true;
+            }
+            Status::NotYet => {}
+            Status::CmdlineOnly => out.push(Finding {
+                severity: Severity::Note,
+                key: key.clone(),
+                message: "read from the kernel command line only: it has no effect in a file"
+                    .to_owned(),
+            }),
+        }
+        walk(&field.node, v, &key, noted_here, out);
+    }
+}
+
+/// Checks a parsed document: unknown keys (with a suggestion when a known
+/// key is close), values of the wrong type, and keys accepted but without
+/// effect. The findings are in document order, errors and notes mixed.
+pub fn validate(config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Err(e) = config.typed::<CloudConfig>() {
+        let message = e.to_string();
+        let message = message.trim_start_matches("invalid config: ");
+        // "rancher.ssh.port: invalid type ..." -> key and message.
+        let (key, message) = match message.split_once(": ") {
+            Some((k, m)) if !k.contains(' ') => (k.to_owned(), m.to_owned()),
+            _ => (String::new(), message.to_owned()),
+        };
+        out.push(Finding {
+            severity: Severity::Error,
+            key,
+            message,
+        });
+    }
+    walk(&SCHEMA, &config.to_value(), "", false, &mut out);
+    out
+}
+
+/// Parses and checks a document's text; a syntax error is one finding that
+/// names the file, line and column.
+pub fn validate_text(text: &str, file: &Path) -> Vec<Finding> {
+    match Config::parse(text, file) {
+        Ok(config) => validate(&config),
+        Err(e) => vec![Finding {
+            severity: Severity::Error,
+            key: String::new(),
+            message: e.to_string(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn findings(text: &str) -> Vec<String> {
+        validate_text(text, Path::new("user.yml"))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        validate_text(text, Path::new("user.yml"))
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_typo_gets_a_suggestion() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "rancher: {netwrok: {}}",
+                "error: rancher.netwrok: unknown key, did you mean rancher.network?",
+            ),
+            (
+                "hostnme: x",
+                "error: hostnme: unknown key, did you mean hostname?",
+            ),
+            (
+                "rancher: {network: {dns: {nameserver: [1.1.1.1]}}}",
+                "error: rancher.network.dns.nameserver: unknown key, did you mean rancher.network.dns.nameservers?",
+            ),
+            (
+                "rancher: {docker: {storage_drvier: overlay2}}",
+                "error: rancher.docker.storage_drvier: unknown key, did you mean rancher.docker.storage_driver?",
+            ),
+            (
+                "rancher: {network: {interfaces: {eth0: {adress: 10.0.0.1/8}}}}",
+                "error: rancher.network.interfaces.eth0.adress: unknown key, did you mean rancher.network.interfaces.eth0.address?",
+            ),
+            ("users: []", "error: users: unknown key"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(errors(text), [*want], "document {text:?}");
+        }
+    }
+
+    #[test]
+    fn free_names_are_not_unknown_keys() {
+        let text = "rancher:\n  services:\n    my-service: {image: x, whatever: 1}\n  environment: {B*: '', FOO: bar}\n  sysctl: {net.ipv4.ip_forward: 1}\n  network:\n    interfaces:\n      eth*: {dhcp: true}\n  registry_auths:\n    r.example: {username: u, password: p}\n";
+        assert_eq!(errors(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let errs = errors("rancher:\n  ssh:\n    port: lots\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("error: rancher.ssh.port: invalid type"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unimplemented_keys_are_named_once_at_their_top() {
+        let got = findings(
+            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n  password: x\n",
+        );
+        assert_eq!(
+            got,
+            [
+                "note: hostname: accepted, but not implemented yet: it has no effect",
+                "note: rancher.network: accepted, but not implemented yet: it has no effect",
+                "note: rancher.password: read from the kernel command line only: it has no effect in a file",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_file_line_and_column() {
+        let got = findings("rancher:\n  console: [debian\n");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].starts_with("error: user.yml:3:"), "{got:?}");
+    }
+
+    #[test]
+    fn suggestions_only_when_close() {
+        assert_eq!(suggest("netwrok", ["network", "state"]), Some("network"));
+        assert_eq!(suggest("zzz", ["network", "state"]), None);
+    }
+}
