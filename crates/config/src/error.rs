@@ -47,6 +47,18 @@ pub enum Error {
     /// key and the expected type.
     #[error("invalid config: {0}")]
     Typed(String),
+    /// Standard input could not be read.
+    #[error("failed to read standard input: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// Standard output could not be written.
+    #[error("failed to write standard output: {0}")]
+    Stdout(#[source] std::io::Error),
+    /// A command that OxOS does not have yet.
+    #[error("{0} is not supported yet")]
+    NotSupported(&'static str),
+    /// `ros config validate` found errors (they were printed).
+    #[error("{0} has {1} error(s)")]
+    Invalid(String, usize),
     /// A value could not be turned into YAML.
     #[error("failed to serialize config: {0}")]
     Serialize(String),

@@ -99,6 +99,11 @@ impl Config {
         &self.root
     }
 
+    /// The whole tree, to change in ways dotted keys cannot express.
+    pub fn as_mapping_mut(&mut self) -> &mut Mapping {
+        &mut self.root
+    }
+
     /// The whole tree as a value.
     pub fn to_value(&self) -> Value {
         Value::Mapping(self.root.clone())
