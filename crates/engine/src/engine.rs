@@ -49,6 +49,9 @@ pub struct Container {
     pub(crate) backoff: Mutex<Duration>,
     /// Set once the container is removed.
     removed: std::sync::atomic::AtomicBool,
+    /// Clients attached to its output (`docker run` without -d); an
+    /// auto-remove waits for them so that they see everything.
+    pub(crate) attached: std::sync::atomic::AtomicUsize,
 }
 
 impl Container {
@@ -62,6 +65,7 @@ impl Container {
             op: tokio::sync::Mutex::new(()),
             backoff: Mutex::new(supervise::INITIAL_BACKOFF),
             removed: false.into(),
+            attached: 0.into(),
         })
     }
 

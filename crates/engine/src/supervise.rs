@@ -211,6 +211,13 @@ async fn supervise(engine: Arc<Engine>, c: Arc<Container>, mut shim: Option<Shim
         if !should_restart(&c) {
             let auto_remove = c.snapshot().host_config.auto_remove.unwrap_or(false);
             if auto_remove && !c.is_removed() {
+                // Let attached clients read the end of the output first.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while c.attached.load(std::sync::atomic::Ordering::SeqCst) > 0
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 let _op = c.op.lock().await;
                 if !c.snapshot().is_running() && !c.is_removed() {
                     if let Err(e) = engine.remove_locked(&c, false, true).await {

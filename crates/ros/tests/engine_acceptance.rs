@@ -669,3 +669,125 @@ fn system_docker_client_runs_the_common_commands() {
         missing.describe("inspect of a removed container")
     );
 }
+
+/// Interfaces as `ip -o link` lists them: "1: lo: <...>".
+fn interfaces(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn foreground_run_networking_and_xz_layers() {
+    if !common::require_root() {
+        return;
+    }
+    let host_ifaces = interfaces(&String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip -o link")
+            .stdout,
+    ));
+    for cli in common::clis() {
+        let d = Daemon::start();
+        let xz = OciLayout::new()
+            .image(&TestImage::busybox().label("form", "xz"), Some("busyxz:v1"))
+            .compression(Compression::Xz)
+            .build();
+        d.ok(&cli, &["load", "-i", &write(d.dir(), "xz.tar", &xz)]);
+
+        // In the foreground: the output on the right streams, the exit code, --rm.
+        let run = d.docker(
+            &cli,
+            &[
+                "run",
+                "--rm",
+                "busyxz:v1",
+                "sh",
+                "-c",
+                "echo to-out; echo to-err >&2; exit 3",
+            ],
+        );
+        assert_eq!(
+            run.code(),
+            Some(3),
+            "{}",
+            run.describe("run in the foreground")
+        );
+        assert!(
+            run.stdout().contains("to-out") && run.stderr().contains("to-err"),
+            "{}",
+            run.describe("run")
+        );
+        assert_eq!(
+            d.ok(&cli, &["ps", "-aq"]),
+            "",
+            "{}: --rm left a container",
+            cli.label
+        );
+
+        // The default network is an empty namespace: loopback only.
+        let own = d.ok(&cli, &["run", "--rm", "busyxz:v1", "ip", "-o", "link"]);
+        assert_eq!(
+            interfaces(&own),
+            vec!["lo"],
+            "{}: default network",
+            cli.label
+        );
+        let none = d.ok(
+            &cli,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "busyxz:v1",
+                "ip",
+                "-o",
+                "link",
+            ],
+        );
+        assert_eq!(
+            interfaces(&none),
+            vec!["lo"],
+            "{}: --network none",
+            cli.label
+        );
+        let host = d.ok(
+            &cli,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "busyxz:v1",
+                "ip",
+                "-o",
+                "link",
+            ],
+        );
+        assert_eq!(
+            interfaces(&host),
+            host_ifaces,
+            "{}: --network host",
+            cli.label
+        );
+
+        // A running container is not removed without -f.
+        d.ok(
+            &cli,
+            &["run", "-d", "--name", "busy", "busyxz:v1", "sleep", "1000"],
+        );
+        let run = d.fails(&cli, &["rm", "busy"]);
+        assert!(
+            run.stderr().contains("running"),
+            "{}",
+            run.describe("rm of a running container")
+        );
+        assert_eq!(state(&d, &cli, "busy"), "running");
+        d.ok(&cli, &["rm", "-f", "busy"]);
+    }
+}

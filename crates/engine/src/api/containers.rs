@@ -513,7 +513,10 @@ pub async fn attach(
         timestamps: false,
     };
     let skip_existing = c.snapshot().state.status == Status::Running;
+    // Counted from now, so that an auto-remove waits for this client.
+    let guard = AttachGuard::new(c.clone());
     Ok(hijack(req, move |tx| async move {
+        let _guard = guard;
         let mut opts = opts;
         if skip_existing {
             opts.since = Some(chrono::Utc::now().timestamp());
@@ -545,6 +548,22 @@ pub async fn attach(
             }
         }
     }))
+}
+
+/// Counts an attached client for as long as it lives.
+struct AttachGuard(std::sync::Arc<Container>);
+
+impl AttachGuard {
+    fn new(c: std::sync::Arc<Container>) -> Self {
+        c.attached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AttachGuard(c)
+    }
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        self.0.attached.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub async fn exec_create(
