@@ -37,7 +37,7 @@ Examples:
 
 /// Read and change the OxOS cloud-config.
 #[derive(Debug, Parser)]
-#[command(name = "ros config", after_help = AFTER_HELP)]
+#[command(name = "ros config", bin_name = "ros config", after_help = AFTER_HELP)]
 struct Cli {
     /// Directory that every system path is relative to
     #[arg(
@@ -175,6 +175,9 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         Command::Get { key } => {
             let merged = layers::load(&root)?;
+            if let Some(finding) = validate::check_key(&key) {
+                let _ = writeln!(io.stderr, "ros config: {finding}");
+            }
             if let Some(value) = merged.get(&key)? {
                 let text = render(value)?;
                 io.stdout

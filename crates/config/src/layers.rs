@@ -208,6 +208,22 @@ pub fn load(root: &Root) -> Result<Config> {
     Ok(merge_layers(&read_layers(root, Selection::ALL)?))
 }
 
+/// Saves the args that followed `--` on the boot line to
+/// cloud-config.d/init.yml, where [`read_layers`] finds them after they have
+/// been hidden from /proc/cmdline. An empty config removes the file.
+pub fn save_init_yml(root: &Root, after_dashes: &Config) -> Result<()> {
+    let path = root.cloud_config_d().join(INIT_YML);
+    if after_dashes.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Write { path, source: e })
+            }
+            _ => Ok(()),
+        };
+    }
+    write_atomic(&path, &after_dashes.to_yaml()?)
+}
+
 /// Writes `config` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename over the old file, fsync of the directory. A
 /// crash leaves either the old file or the new one, never half of one.
@@ -342,6 +358,29 @@ mod tests {
         );
         let err = load(&root).unwrap_err().to_string();
         assert!(err.contains("cloud-config.d/net.yml:2:"), "{err}");
+    }
+
+    #[test]
+    fn args_after_dashes_survive_being_hidden() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        // At boot the loader's line still holds them; init saves them ...
+        let boot = cmdline::parse("quiet rancher.a=1 -- rancher.password=pw");
+        save_init_yml(&root, &boot.after_dashes).unwrap();
+        // ... and the running system's /proc/cmdline no longer has them.
+        write(&root, "/proc/cmdline", "quiet rancher.a=1\n");
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.yml",
+            "rancher: {password: file}",
+        );
+        let merged = load(&root).unwrap();
+        assert_eq!(
+            merged.get("rancher.password").unwrap(),
+            Some(&serde_norway::Value::String("pw".into()))
+        );
+        save_init_yml(&root, &Config::new()).unwrap();
+        assert!(!root.cloud_config_d().join(INIT_YML).exists());
     }
 
     #[test]

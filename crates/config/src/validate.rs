@@ -34,6 +34,8 @@ pub enum Node {
     /// A mapping whose keys are names chosen by the user (services,
     /// interfaces, variables), each value of this shape.
     Named(&'static Node),
+    /// A list, each item of this shape.
+    List(&'static Node),
     /// Anything: a scalar, a list, or a mapping checked elsewhere (compose
     /// services are checked by the compose crate).
     Any,
@@ -215,7 +217,18 @@ const RANCHER: &[Field] = &[
 pub const SCHEMA: Node = Node::Map(&[
     leaf("hostname"),
     leaf("ssh_authorized_keys"),
-    leaf("write_files"),
+    f(
+        "write_files",
+        Node::List(&Node::Map(&[
+            leaf("path"),
+            leaf("content"),
+            leaf("encoding"),
+            leaf("owner"),
+            leaf("permissions"),
+            leaf("container"),
+        ])),
+        NotYet,
+    ),
     leaf("runcmd"),
     leaf("bootcmd"),
     leaf("mounts"),
@@ -292,6 +305,11 @@ fn walk(node: &Node, value: &Value, path: &str, noted: bool, out: &mut Vec<Findi
             }
         }
         (Node::Map(fields), Value::Mapping(map)) => walk_map(fields, map, path, noted, out),
+        (Node::List(inner), Value::Sequence(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(inner, item, &join(path, &i.to_string()), noted, out);
+            }
+        }
         // A null is an empty section; a wrong type is reported by the typed
         // model with the expected type.
         _ => {}
@@ -358,6 +376,35 @@ pub fn validate(config: &Config) -> Vec<Finding> {
     }
     walk(&SCHEMA, &config.to_value(), "", false, &mut out);
     out
+}
+
+/// Checks a dotted key alone (for `ros config get` and `set`): `None` if it
+/// is known or under a free name, else an error finding with a suggestion.
+pub fn check_key(key: &str) -> Option<Finding> {
+    let mut node = &SCHEMA;
+    let mut path = String::new();
+    for part in key.split('.') {
+        match node {
+            Node::Any => return None,
+            Node::Named(inner) | Node::List(inner) => node = inner,
+            Node::Map(fields) => match fields.iter().find(|f| f.name == part) {
+                Some(field) => node = &field.node,
+                None => {
+                    let message = match suggest(part, fields.iter().map(|f| f.name)) {
+                        Some(s) => format!("unknown key, did you mean {}?", join(&path, s)),
+                        None => "unknown key".to_owned(),
+                    };
+                    return Some(Finding {
+                        severity: Severity::Error,
+                        key: join(&path, part),
+                        message,
+                    });
+                }
+            },
+        }
+        path = join(&path, part);
+    }
+    None
 }
 
 /// Parses and checks a document's text; a syntax error is one finding that
@@ -458,6 +505,39 @@ mod tests {
         let got = findings("rancher:\n  console: [debian\n");
         assert_eq!(got.len(), 1);
         assert!(got[0].starts_with("error: user.yml:3:"), "{got:?}");
+    }
+
+    #[test]
+    fn list_items_are_checked() {
+        assert_eq!(
+            errors("write_files:\n  - path: /x\n    contnet: hi\n"),
+            ["error: write_files.0.contnet: unknown key, did you mean write_files.0.content?"]
+        );
+    }
+
+    #[test]
+    fn single_keys_are_checked() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("rancher.network.dns.nameservers", None),
+            ("rancher.services.anything.image", None),
+            ("rancher.network.interfaces.eth0.mtu", None),
+            ("future", Some("error: future: unknown key")),
+            (
+                "rancher.network.interfaces.eth0.mut",
+                Some("error: rancher.network.interfaces.eth0.mut: unknown key, did you mean rancher.network.interfaces.eth0.mtu?"),
+            ),
+            (
+                "rancher.sate.dev",
+                Some("error: rancher.sate: unknown key, did you mean rancher.state?"),
+            ),
+        ];
+        for (key, want) in cases {
+            assert_eq!(
+                check_key(key).map(|f| f.to_string()).as_deref(),
+                *want,
+                "key {key}"
+            );
+        }
     }
 
     #[test]

@@ -68,7 +68,14 @@ fn set_then_get() {
         get("rancher.network.dns.nameservers"),
         "- 8.8.8.8\n- 1.1.1.1\n"
     );
-    assert_eq!(get("rancher.not.set"), "");
+    assert_eq!(get("rancher.console"), "");
+    // A typo prints nothing on stdout (as an unset key) but says why.
+    let typo = ros_config(root, &["get", "rancher.netwrok.dns"], "");
+    assert_eq!((typo.code, typo.stdout.as_str()), (0, ""));
+    assert_eq!(
+        typo.stderr,
+        "ros config: error: rancher.netwrok: unknown key, did you mean rancher.network?\n"
+    );
     // The file is YAML a person can read, with the types kept.
     assert_eq!(
         user_file(root),
