@@ -68,17 +68,43 @@ pub struct RancherConfig {
     pub upgrade: UpgradeConfig,
     pub registry_auths: BTreeMap<String, RegistryAuth>,
     pub repositories: BTreeMap<String, Repository>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub hypervisor_service: Option<bool>,
     pub resize_device: Option<String>,
     pub restart_services: Vec<String>,
     pub shutdown_timeout: Option<u64>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub debug: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub log: Option<bool>,
     pub disable: Vec<String>,
+    /// Defaults that the rest of the config may override.
+    pub defaults: Defaults,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub force_console_rebuild: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub recovery: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub rm_usr: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub no_sharedroot: Option<bool>,
+    pub http_load_retries: Option<u32>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub preload_wait: Option<bool>,
     /// Kernel command line only.
     pub password: Option<String>,
     /// Kernel command line only (`tty1`, `ttyS0`, ...).
     pub autologin: Option<String>,
+}
+
+/// `rancher.defaults`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Defaults {
+    pub hostname: Option<String>,
+    pub docker: Option<Value>,
+    pub network: NetworkConfig,
+    pub system_docker_logs: Option<String>,
 }
 
 /// Options of an engine (`docker`, `system_docker`, `bootstrap_docker`).
@@ -87,6 +113,7 @@ pub struct RancherConfig {
 pub struct EngineConfig {
     /// The engine to run (`docker-26.1`, ...), User Docker only.
     pub engine: Option<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub tls: Option<bool>,
     pub tls_args: Vec<String>,
     pub extra_args: Vec<String>,
@@ -100,6 +127,8 @@ pub struct EngineConfig {
     pub server_cert: Option<String>,
     pub server_key: Option<String>,
     pub client_args: Vec<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub exec: Option<bool>,
     /// Daemon flags (`bridge`, `bip`, `debug`, `host`, `insecure_registry`,
     /// `log_driver`, `storage_driver`, `live_restore`, `data_root`, ...) by
     /// name, each turned into `--name value` by the engine's starter.
@@ -136,6 +165,7 @@ pub struct DnsConfig {
 pub struct InterfaceConfig {
     #[serde(rename = "match")]
     pub match_: Option<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub dhcp: Option<bool>,
     pub dhcp_args: Option<String>,
     pub address: Option<String>,
@@ -143,6 +173,8 @@ pub struct InterfaceConfig {
     pub gateway: Option<String>,
     pub gateway_ipv6: Option<String>,
     pub mtu: Option<u32>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub ipv4ll: Option<bool>,
     pub bridge: Option<Value>,
     pub bond: Option<String>,
     pub bond_opts: BTreeMap<String, Value>,
@@ -158,17 +190,24 @@ pub struct StateConfig {
     pub dev: Option<String>,
     pub fstype: Option<String>,
     pub directory: Option<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub wait: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub required: Option<bool>,
     pub autoformat: Vec<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub mdadm_scan: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub lvm_scan: Option<bool>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub cryptsetup: Option<bool>,
     pub script: Option<String>,
     pub oem_dev: Option<String>,
     pub oem_fstype: Option<String>,
     pub boot_dev: Option<String>,
     pub boot_fstype: Option<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
+    pub rngd: Option<bool>,
 }
 
 /// `rancher.cloud_init`.
@@ -187,6 +226,7 @@ pub struct SshConfig {
     pub keys: BTreeMap<String, String>,
     pub port: Option<u16>,
     pub listen_address: Option<String>,
+    #[serde(deserialize_with = "yaml11::opt_bool")]
     pub daemon: Option<bool>,
 }
 
@@ -216,6 +256,40 @@ pub struct RegistryAuth {
 #[serde(default)]
 pub struct Repository {
     pub url: Option<String>,
+}
+
+/// YAML 1.1 booleans. RancherOS read its config with a YAML 1.1 parser, in
+/// which `yes`, `no`, `on` and `off` are booleans; YAML 1.2 (serde_norway)
+/// reads them as strings. Boolean keys accept both so that old configs keep
+/// their meaning; string keys keep the text.
+mod yaml11 {
+    use serde::de::{Deserialize, Deserializer, Error, Unexpected};
+    use serde_norway::Value;
+
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(Value::String(s)) => match s.as_str() {
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True"
+                | "TRUE" => Ok(Some(true)),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+                | "FALSE" => Ok(Some(false)),
+                other => Err(D::Error::invalid_value(
+                    Unexpected::Str(other),
+                    &"a boolean",
+                )),
+            },
+            Some(Value::Number(n)) => Err(D::Error::invalid_type(
+                Unexpected::Other(&format!("number {n}")),
+                &"a boolean",
+            )),
+            Some(_) => Err(D::Error::invalid_type(
+                Unexpected::Other("a list or mapping"),
+                &"a boolean",
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +350,36 @@ rancher:
         assert_eq!(m.rancher.state.autoformat, ["/dev/sda"]);
         assert_eq!(m.rancher.ssh.port, Some(2222));
         assert!(m.rancher.services_include["open-vm-tools"]);
+    }
+
+    #[test]
+    fn empty_keys_read_as_unset() {
+        let c = Config::parse(
+            "rancher:\n  services_include:\n  network:\n    dns:\n  console:\n",
+            Path::new("t.yml"),
+        )
+        .unwrap();
+        let m: CloudConfig = c.typed().unwrap();
+        assert!(m.rancher.services_include.is_empty());
+        assert_eq!(m.rancher.console, None);
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_are_booleans() {
+        let c = Config::parse(
+            "rancher:\n  state: {wait: yes, required: off}\n  ssh: {daemon: true}\n",
+            Path::new("t.yml"),
+        )
+        .unwrap();
+        let m: CloudConfig = c.typed().unwrap();
+        assert_eq!(m.rancher.state.wait, Some(true));
+        assert_eq!(m.rancher.state.required, Some(false));
+        assert_eq!(m.rancher.ssh.daemon, Some(true));
+        let bad = Config::parse("rancher:\n  state: {wait: maybe}\n", Path::new("t.yml")).unwrap();
+        let err = bad.typed::<CloudConfig>().unwrap_err().to_string();
+        // The parser names the section (rancher.state) and the value.
+        assert!(err.contains("rancher.state"), "{err}");
+        assert!(err.contains("\"maybe\", expected a boolean"), "{err}");
     }
 
     #[test]

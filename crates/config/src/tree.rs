@@ -187,8 +187,17 @@ impl Config {
     pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         // Through text rather than `from_value`: the text deserializer names
         // the path of a wrong value ("rancher.ssh.port: invalid type ...").
-        let text = self.to_yaml()?;
-        let text = if text.is_empty() { "{}" } else { text.as_str() };
+        // An empty key (`services_include:`) is null in YAML and means "not
+        // set", as it does for RancherOS: nulls in mappings are dropped so
+        // that serde gives the field its default instead of an error.
+        let mut pruned = self.root.clone();
+        prune_nulls(&mut pruned);
+        let text = if pruned.is_empty() {
+            "{}".to_owned()
+        } else {
+            serde_norway::to_string(&pruned).map_err(|e| Error::Serialize(e.to_string()))?
+        };
+        let text = text.as_str();
         serde_norway::from_str(text).map_err(|e| Error::Typed(strip_position(&e.to_string())))
     }
 
@@ -198,6 +207,15 @@ impl Config {
             return Ok(String::new());
         }
         serde_norway::to_string(&self.root).map_err(|e| Error::Serialize(e.to_string()))
+    }
+}
+
+fn prune_nulls(map: &mut Mapping) {
+    map.retain(|_, v| !v.is_null());
+    for v in map.values_mut() {
+        if let Value::Mapping(m) = v {
+            prune_nulls(m);
+        }
     }
 }
 

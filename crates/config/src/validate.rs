@@ -73,6 +73,7 @@ const ENGINE: &[Field] = &[
     leaf("server_cert"),
     leaf("server_key"),
     leaf("client_args"),
+    leaf("exec"),
     // daemon flags
     leaf("bridge"),
     leaf("bip"),
@@ -116,6 +117,7 @@ const INTERFACE: Node = Node::Map(&[
     leaf("gateway"),
     leaf("gateway_ipv6"),
     leaf("mtu"),
+    leaf("ipv4ll"),
     leaf("bridge"),
     leaf("bond"),
     leaf("bond_opts"),
@@ -137,6 +139,8 @@ const NETWORK: &[Field] = &[
     leaf("post_cmds"),
     leaf("dhcp_timeout"),
     f("interfaces", Node::Named(&INTERFACE), NotYet),
+    f("wifi_networks", Node::Named(&Node::Any), NotYet),
+    f("modem_networks", Node::Named(&Node::Any), NotYet),
 ];
 
 const STATE: &[Field] = &[
@@ -154,6 +158,7 @@ const STATE: &[Field] = &[
     leaf("oem_fstype"),
     leaf("boot_dev"),
     leaf("boot_fstype"),
+    leaf("rngd"),
 ];
 
 const RANCHER: &[Field] = &[
@@ -209,6 +214,23 @@ const RANCHER: &[Field] = &[
     leaf("debug"),
     leaf("log"),
     leaf("disable"),
+    f("autoformat", Node::Named(&Node::Any), NotYet),
+    f(
+        "defaults",
+        Node::Map(&[
+            leaf("hostname"),
+            leaf("docker"),
+            f("network", Node::Map(NETWORK), NotYet),
+            leaf("system_docker_logs"),
+        ]),
+        NotYet,
+    ),
+    leaf("rm_usr"),
+    leaf("no_sharedroot"),
+    leaf("force_console_rebuild"),
+    leaf("recovery"),
+    leaf("http_load_retries"),
+    leaf("preload_wait"),
     f("password", Node::Any, CmdlineOnly),
     f("autologin", Node::Any, CmdlineOnly),
 ];
