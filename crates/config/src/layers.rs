@@ -208,6 +208,41 @@ pub fn load(root: &Root) -> Result<Config> {
     Ok(merge_layers(&read_layers(root, Selection::ALL)?))
 }
 
+/// Applies what a datasource's metadata says, after every layer (COMPAT.md):
+/// the hostname only if the config has none, and SSH keys appended to
+/// `ssh_authorized_keys` (a key already there is not added twice).
+pub fn apply_metadata(
+    config: &mut Config,
+    hostname: Option<&str>,
+    ssh_keys: &[String],
+) -> Result<()> {
+    use serde_norway::Value;
+    if let Some(name) = hostname.filter(|n| !n.is_empty()) {
+        let unset = match config.get("hostname")? {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if unset {
+            config.set("hostname", Value::String(name.to_owned()))?;
+        }
+    }
+    if !ssh_keys.is_empty() {
+        let mut keys = match config.get("ssh_authorized_keys")? {
+            Some(Value::Sequence(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        for key in ssh_keys {
+            let key = Value::String(key.clone());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        config.set("ssh_authorized_keys", Value::Sequence(keys))?;
+    }
+    Ok(())
+}
+
 /// Saves the args that followed `--` on the boot line to
 /// cloud-config.d/init.yml, where [`read_layers`] finds them after they have
 /// been hidden from /proc/cmdline. An empty config removes the file.
@@ -381,6 +416,34 @@ mod tests {
         );
         save_init_yml(&root, &Config::new()).unwrap();
         assert!(!root.cloud_config_d().join(INIT_YML).exists());
+    }
+
+    #[test]
+    fn metadata_fills_the_hostname_only_if_unset_and_appends_keys() {
+        let keys = vec![
+            "ssh-ed25519 B meta".to_owned(),
+            "ssh-ed25519 A user".to_owned(),
+        ];
+        let mut set = Config::parse(
+            "hostname: mine\nssh_authorized_keys: [ssh-ed25519 A user]\n",
+            Path::new("t"),
+        )
+        .unwrap();
+        apply_metadata(&mut set, Some("from-metadata"), &keys).unwrap();
+        assert_eq!(
+            set,
+            Config::parse(
+                "hostname: mine\nssh_authorized_keys: [ssh-ed25519 A user, ssh-ed25519 B meta]\n",
+                Path::new("t")
+            )
+            .unwrap()
+        );
+        let mut unset = Config::new();
+        apply_metadata(&mut unset, Some("from-metadata"), &[]).unwrap();
+        assert_eq!(
+            unset.get("hostname").unwrap(),
+            Some(&serde_norway::Value::String("from-metadata".into()))
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //! - [`layers`] knows where the files are under a [`Root`] (a path prefix, so
 //!   tests and `ros --root DIR` work on a directory) and merges them: mappings
 //!   deeply, lists and scalars replaced by the later layer.
+//!   [`layers::apply_metadata`] then applies a datasource's hostname (only if
+//!   unset) and SSH keys (appended), and [`layers::save_init_yml`] keeps the
+//!   args after `--` once /proc/cmdline no longer shows them.
 //! - [`cmdline`] turns `rancher.*` and `cc.*` kernel arguments into layers.
 //! - [`validate`] checks a document against a schema of the known keys:
 //!   syntax errors with file, line and column, unknown keys with a "did you
@@ -31,6 +34,14 @@
 //!   such as `net.ipv4.ip_forward`); such keys are set through `merge`.
 //! - Unknown-key warnings name the key path but not its line: the YAML value
 //!   tree keeps no positions.
+//! - Only the first value of a wrong type is reported (serde stops there);
+//!   for booleans read as YAML 1.1 (`yes`, `off`) the error names the
+//!   enclosing section rather than the key.
+//! - A null in a later layer replaces what an earlier layer set (as in
+//!   RancherOS); typed views read a null as "not set".
+//! - Every key is marked "not implemented yet" in [`validate::SCHEMA`] until
+//!   the crate that acts on it exists; flipping its [`validate::Status`] is
+//!   the one change needed then.
 //! - `ros config images` and `generate` are not supported yet.
 
 pub mod cli;
