@@ -146,7 +146,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     )
 }
 
-/// `ros config ARGS...` (ARGS[0] is the command's name); returns the exit
+/// `ros config ARGS...` (`ARGS[0]` is the command's name); returns the exit
 /// code: 0 done, 1 failed, 2 bad usage.
 pub fn run(args: Vec<OsString>, io: &mut Io<'_>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
