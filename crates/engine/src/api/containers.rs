@@ -562,7 +562,9 @@ impl AttachGuard {
 
 impl Drop for AttachGuard {
     fn drop(&mut self) {
-        self.0.attached.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .attached
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
