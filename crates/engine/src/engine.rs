@@ -857,7 +857,7 @@ fn check_supported(body: &ContainerCreateBody) -> Result<()> {
         || host.publish_all_ports == Some(true)
     {
         return Err(Error::NotSupported(
-            "publishing ports (-p): the system engine has no bridge network; use --network host"
+            "publishing ports (-p/-P; the system engine has no bridge network, use --network host)"
                 .into(),
         ));
     }

@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
+mod config_cmd;
 mod daemon;
 
 fn main() -> ExitCode {
@@ -35,6 +36,7 @@ named after it (for example /usr/bin/system-docker -> ros).
 Commands:
   system-dockerd   run the system container engine (daemon)
   system-docker    client of the system container engine
+  config (c)       read and change the cloud-config (ros config --help)
   shim             per-container runtime shim (started by the engine)
   help             show this help
 ";
@@ -46,6 +48,7 @@ fn dispatch_subcommand(args: Vec<OsString>) -> i32 {
     match sub.as_deref() {
         Some("system-dockerd") => daemon::main(rest),
         Some("system-docker") => engine_client::main(rest),
+        Some("config") | Some("c") => config_cmd::main(rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
