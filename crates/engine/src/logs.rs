@@ -95,23 +95,8 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
         }
     }
     let mut offset = 0u64;
-    if let Ok(f) = tokio::fs::File::open(&path).await {
-        let mut reader = BufReader::new(f);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).await?;
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            offset += n as u64;
-            if let Some(b) = serde_json::from_str::<LogRecord>(&line)
-                .ok()
-                .and_then(|r| render(&r, opts))
-            {
-                keep(b);
-            }
-        }
+    for b in read_from(&path, &mut offset, opts).await? {
+        keep(b);
     }
     if opts.tail == Some(0) {
         history.clear();
@@ -132,29 +117,9 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
             c.snapshot().state.status,
             Status::Running | Status::Restarting
         ) && !c.is_removed();
-        if let Ok(mut f) = tokio::fs::File::open(&path).await {
-            let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-            if len < offset {
-                offset = 0; // rotated
-            }
-            f.seek(std::io::SeekFrom::Start(offset)).await?;
-            let mut reader = BufReader::new(f);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line).await?;
-                if n == 0 || !line.ends_with('\n') {
-                    break;
-                }
-                offset += n as u64;
-                if let Some(b) = serde_json::from_str::<LogRecord>(&line)
-                    .ok()
-                    .and_then(|r| render(&r, opts))
-                {
-                    if tx.send(b).await.is_err() {
-                        return Ok(());
-                    }
-                }
+        for b in read_from(&path, &mut offset, opts).await? {
+            if tx.send(b).await.is_err() {
+                return Ok(());
             }
         }
         if !running {
@@ -164,6 +129,41 @@ async fn pump(c: &Container, opts: &LogOptions, tx: &mpsc::Sender<Bytes>) -> std
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = rx.changed() => {}
             _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+/// The complete records of the log file from `offset` on, rendered; moves
+/// `offset` past them. A file shorter than `offset` was rotated: read it from
+/// its start.
+async fn read_from(
+    path: &std::path::Path,
+    offset: &mut u64,
+    opts: &LogOptions,
+) -> std::io::Result<Vec<Bytes>> {
+    let mut out = Vec::new();
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return Ok(out);
+    };
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if len < *offset {
+        *offset = 0;
+    }
+    f.seek(std::io::SeekFrom::Start(*offset)).await?;
+    let mut reader = BufReader::new(f);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).await?;
+        if n == 0 || !line.ends_with('\n') {
+            return Ok(out);
+        }
+        *offset += n as u64;
+        if let Some(b) = serde_json::from_str::<LogRecord>(&line)
+            .ok()
+            .and_then(|r| render(&r, opts))
+        {
+            out.push(b);
         }
     }
 }
