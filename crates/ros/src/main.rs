@@ -28,10 +28,13 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "\
-usage: ros COMMAND [ARGS...]
+usage: ros [--root DIR] COMMAND [ARGS...]
 
 OxOS's multi-call binary. Each command is also reachable through a symlink
 named after it (for example /usr/bin/system-docker -> ros).
+
+Options:
+  --root DIR       treat DIR as the root of every system path (tests, unbooted images)
 
 Commands:
   system-dockerd   run the system container engine (daemon)
@@ -41,7 +44,28 @@ Commands:
   help             show this help
 ";
 
-fn dispatch_subcommand(args: Vec<OsString>) -> i32 {
+fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
+    // `ros --root DIR COMMAND ...`: every system path relative to DIR (for
+    // tests and for editing an image that is not booted). Commands read it
+    // from ROS_ROOT.
+    while let Some(first) = args.get(1).map(|a| a.to_string_lossy().into_owned()) {
+        let root = if first == "--root" {
+            if args.len() < 3 {
+                eprintln!("ros: --root needs a directory\n\n{USAGE}");
+                return 2;
+            }
+            let dir = args.remove(2);
+            args.remove(1);
+            dir
+        } else if let Some(dir) = first.strip_prefix("--root=") {
+            let dir = OsString::from(dir);
+            args.remove(1);
+            dir
+        } else {
+            break;
+        };
+        std::env::set_var("ROS_ROOT", root);
+    }
     let sub = args.get(1).map(|a| a.to_string_lossy().into_owned());
     // The rest of the arguments, with the subcommand as the new argv[0].
     let rest: Vec<OsString> = args.iter().skip(1).cloned().collect();
