@@ -37,7 +37,10 @@ mod project;
 mod service;
 
 pub use project::Project;
-pub use service::{CommandLine, KeyValues, Service, Ulimit};
+pub use service::{
+    CommandLine, KeyValues, Service, Ulimit, LABEL_AFTER, LABEL_BEFORE, LABEL_CREATEONLY,
+    LABEL_CRON, LABEL_DETACH, LABEL_REBUILD, LABEL_RELOADCONFIG, LABEL_SCOPE,
+};
 
 /// Errors of the compose crate.
 #[derive(Debug, thiserror::Error)]

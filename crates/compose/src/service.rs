@@ -60,7 +60,7 @@ impl<'de> Deserialize<'de> for CommandLine {
 ///
 /// Order of the source is kept. A list entry without `=` has no value (`None`):
 /// for `environment` that means "take it from the caller's environment".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValues(pub Vec<(String, Option<String>)>);
 
 impl KeyValues {
@@ -93,6 +93,22 @@ fn scalar(v: Value) -> Result<Option<String>, String> {
         Value::Bool(b) => Ok(Some(b.to_string())),
         Value::Number(n) => Ok(Some(n.to_string())),
         _ => Err("a value must be a string, number or boolean".to_string()),
+    }
+}
+
+/// Written back as a list of `KEY=VALUE` (or `KEY`) strings, a form compose
+/// accepts for both `environment` and `labels` and that keeps valueless entries.
+impl Serialize for KeyValues {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            match v {
+                Some(v) => seq.serialize_element(&format!("{k}={v}"))?,
+                None => seq.serialize_element(k)?,
+            }
+        }
+        seq.end()
     }
 }
 
@@ -151,66 +167,115 @@ fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Erro
     scalar(Value::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A compose service (v1/v2 subset used by OxOS).
+///
+/// Serializing writes only the fields that are set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Service {
     /// Image reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Command (arguments to the entrypoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandLine>,
     /// Entrypoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<CommandLine>,
     /// Environment variables.
+    #[serde(skip_serializing_if = "KeyValues::is_empty")]
     pub environment: KeyValues,
     /// Labels, including the `io.rancher.os.*` ones.
+    #[serde(skip_serializing_if = "KeyValues::is_empty")]
     pub labels: KeyValues,
     /// Run privileged.
+    #[serde(skip_serializing_if = "is_false")]
     pub privileged: bool,
     /// Network mode (`host`, `none`, `bridge`, `container:X`); also read from `network_mode`.
-    #[serde(alias = "network_mode", deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        alias = "network_mode",
+        deserialize_with = "opt_string"
+    )]
     pub net: Option<String>,
     /// PID namespace (`host` or `container:X`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub pid: Option<String>,
     /// IPC namespace (`host` or `container:X`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub ipc: Option<String>,
     /// UTS namespace (`host`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub uts: Option<String>,
     /// Volumes (`/host:/ctr[:opts]`, `/ctr`, `name:/ctr`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
     /// Services whose volumes are mounted too (`name`, `name:ro`, `container:name`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
     /// Restart policy (`no`, `always`, `on-failure[:N]`, `unless-stopped`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub restart: Option<String>,
     /// Read-only root filesystem.
+    #[serde(skip_serializing_if = "is_false")]
     pub read_only: bool,
     /// Log driver.
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub log_driver: Option<String>,
     /// Log driver options.
+    #[serde(skip_serializing_if = "KeyValues::is_empty")]
     pub log_opt: KeyValues,
     /// Added capabilities.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cap_add: Vec<String>,
     /// Devices (`/dev/x[:/dev/y[:rwm]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
     /// Allocate a TTY.
+    #[serde(skip_serializing_if = "is_false")]
     pub tty: bool,
     /// Keep stdin open.
+    #[serde(skip_serializing_if = "is_false")]
     pub stdin_open: bool,
     /// User (`name`, `uid`, `uid:gid`).
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub user: Option<String>,
     /// Working directory.
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub working_dir: Option<String>,
     /// Hostname.
-    #[serde(deserialize_with = "opt_string")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_string"
+    )]
     pub hostname: Option<String>,
     /// Resource limits by name (`nofile`, `nproc`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub ulimits: BTreeMap<String, Ulimit>,
     /// Fields this model does not know, kept as written.
     #[serde(flatten)]

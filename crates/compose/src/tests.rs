@@ -218,3 +218,15 @@ fn order_errors() {
         assert!(err.contains(want), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn service_round_trips_through_yaml() {
+    let s = service(
+        "  image: x\n  command: [sleep, 10]\n  environment: {A: b}\n  labels: [io.rancher.os.scope=system, flag]\n  net: host\n  privileged: true\n  ulimits: {nofile: {soft: 1, hard: 2}}\n  mem_limit: 64m\n",
+    );
+    let text = serde_norway::to_string(&s).expect("serializes");
+    assert!(!text.contains("null"), "unset fields are left out: {text}");
+    let back: Service = serde_norway::from_str(&text).expect(&text);
+    assert_eq!(back, s, "{text}");
+    assert!(back.is_system() && back.labels.contains("flag"));
+}
