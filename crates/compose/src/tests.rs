@@ -151,6 +151,8 @@ fn parse_errors_name_the_service() {
         ("web:\n  environment: 3\n", "service web"),
         ("- a\n- b\n", "found a list"),
         ("a: [\n", "not valid yaml"),
+        ("a: {}\na: {}\n", "duplicate"),
+        ("1: {}\n", "name must be a string"),
     ];
     for (yaml, want) in cases {
         let err = Project::from_yaml(yaml).expect_err(yaml).to_string();
