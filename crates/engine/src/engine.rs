@@ -205,27 +205,7 @@ impl Engine {
 
     /// Finds a container by full id, name (with or without "/") or unique id prefix.
     pub fn get(&self, name_or_id: &str) -> Result<Arc<Container>> {
-        let key = name_or_id.trim_start_matches('/');
-        let map = self.lock_containers();
-        if let Some(c) = map.get(key) {
-            return Ok(c.clone());
-        }
-        if let Some(c) = map.values().find(|c| c.snapshot().name == key) {
-            return Ok(c.clone());
-        }
-        if !key.is_empty() {
-            let matches: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).collect();
-            match matches.len() {
-                1 => return Ok(matches[0].clone()),
-                0 => {}
-                _ => {
-                    return Err(Error::NotFound(format!(
-                        "multiple IDs found with provided prefix: {key}"
-                    )))
-                }
-            }
-        }
-        Err(Error::NotFound(format!("No such container: {name_or_id}")))
+        find_container(&self.lock_containers(), name_or_id)
     }
 
     /// `docker create`.
@@ -374,17 +354,9 @@ impl Engine {
                 Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m)),
                 _ => (from.as_str(), None),
             };
-            let key = name.trim_start_matches('/');
-            let other = map
-                .get(key)
-                .or_else(|| map.values().find(|c| c.snapshot().name == key))
-                .or_else(|| {
-                    let m: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).collect();
-                    (m.len() == 1).then(|| m[0])
-                })
-                .ok_or_else(|| Error::NotFound(format!("No such container: {name}")))?;
+            let other = find_container(map, name)?;
             for m in other.snapshot().mounts {
-                let mut m = m.clone();
+                let mut m = m;
                 if let Some(mode) = mode {
                     m.read_only = mode == "ro";
                 }
@@ -500,7 +472,7 @@ impl Engine {
     pub async fn start(self: &Arc<Self>, name_or_id: &str) -> Result<()> {
         let c = self.get(name_or_id)?;
         let _op = c.op.lock().await;
-        if c.snapshot().is_running() && c.snapshot().state.status == Status::Running {
+        if c.snapshot().state.status == Status::Running {
             return Err(Error::NotModified("container already started".into()));
         }
         c.update_in_memory(|r| {
@@ -709,6 +681,33 @@ impl Engine {
             let _ = t.await;
         }
     }
+}
+
+/// Finds a container by full id, name (with or without "/") or unique id prefix.
+fn find_container(
+    map: &HashMap<String, Arc<Container>>,
+    name_or_id: &str,
+) -> Result<Arc<Container>> {
+    let key = name_or_id.trim_start_matches('/');
+    if let Some(c) = map.get(key) {
+        return Ok(c.clone());
+    }
+    if let Some(c) = map.values().find(|c| c.snapshot().name == key) {
+        return Ok(c.clone());
+    }
+    if !key.is_empty() {
+        let matches: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).collect();
+        match matches.len() {
+            1 => return Ok(matches[0].clone()),
+            0 => {}
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "multiple IDs found with provided prefix: {key}"
+                )))
+            }
+        }
+    }
+    Err(Error::NotFound(format!("No such container: {name_or_id}")))
 }
 
 /// A counter that changes with every exit: finished_at of the last run.

@@ -152,8 +152,7 @@ fn inspect_json(c: &Container) -> Value {
     let zero = "0001-01-01T00:00:00Z";
     let mut config = serde_json::to_value(&rec.config).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut config {
-        // Show what runs, as Docker does, with the image's values filled in.
-        map.entry("Image").or_insert(json!(rec.image));
+        // The image as the user named it, as Docker shows it.
         map.insert("Image".into(), json!(rec.image));
     }
     let mut host_config = serde_json::to_value(&rec.host_config).unwrap_or(Value::Null);

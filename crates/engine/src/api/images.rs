@@ -192,11 +192,12 @@ pub async fn remove(
         .map_err(|e| Error::internal("image remove", e))?
         .map_err(|e| match e {
             image_store::Error::InUse { .. } => {
+                let image_id = engine.images.get(&name).map(|i| i.id).unwrap_or_default();
                 let user = engine
                     .list()
                     .into_iter()
                     .map(|c| c.snapshot())
-                    .find(|r| engine.images.get(&name).map(|i| i.id == r.image_id).unwrap_or(false));
+                    .find(|r| r.image_id == image_id);
                 Error::Conflict(format!(
                     "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image",
                     user.map(|r| r.id[..12].to_string()).unwrap_or_default()
@@ -304,27 +305,12 @@ pub async fn create(
             (Some(r), None) => Some(r.to_string()),
             _ => None,
         };
-        let changes: Vec<String> =
-            q.0.get("changes")
-                .map(|c| c.lines().map(str::to_string).collect())
-                .unwrap_or_default();
-        let mut all_changes = changes;
-        // `changes` may repeat in the query string; the map keeps the last, so
-        // also read every occurrence.
-        if let Some(query) = uri.query() {
-            let repeated: Vec<String> = query
-                .split('&')
-                .filter_map(|p| p.strip_prefix("changes="))
-                .map(|v| {
-                    super::form_urlencoded(&format!("c={v}"))
-                        .remove("c")
-                        .unwrap_or_default()
-                })
-                .collect();
-            if repeated.len() > 1 {
-                all_changes = repeated;
-            }
-        }
+        // `changes` may repeat, and one value may hold several lines.
+        let all_changes: Vec<String> = q
+            .all("changes")
+            .flat_map(str::lines)
+            .map(str::to_string)
+            .collect();
         let config = parse_changes(&all_changes)?;
         let reader = body_reader(req.into_body());
         let store = engine.images.clone();

@@ -17,7 +17,6 @@ use axum::http::{header, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The API version the engine speaks; clients negotiate down from theirs.
@@ -107,63 +106,43 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 }
 
 /// Query parameters as Docker sends them ("1", "true", "0", "false", "").
-pub struct Query(pub HashMap<String, String>);
+/// A key may repeat (`changes` of an import); [`Query::get`] gives the last.
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
     pub fn from_uri(uri: &axum::http::Uri) -> Self {
-        let map = uri.query().map(form_urlencoded).unwrap_or_default();
-        Query(map)
+        Query(form_urlencoded(uri.query().unwrap_or("")))
+    }
+
+    fn last(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn flag(&self, key: &str) -> bool {
-        matches!(
-            self.0.get(key).map(|s| s.as_str()),
-            Some("1") | Some("true") | Some("True") | Some("yes")
-        )
+        matches!(self.last(key), Some("1" | "true" | "True" | "yes"))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.last(key).filter(|s| !s.is_empty())
+    }
+
+    /// Every value of a key that may repeat, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
-            .get(key)
-            .map(|s| s.as_str())
-            .filter(|s| !s.is_empty())
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
-/// Decodes `a=1&b=x%20y` (as application/x-www-form-urlencoded).
-fn form_urlencoded(q: &str) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    match std::str::from_utf8(&bytes[i + 1..i + 3])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        Some(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
+/// Decodes `a=1&b=x%20y` (application/x-www-form-urlencoded); undecodable
+/// input yields what could be read, as Docker's Go server does.
+fn form_urlencoded(q: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(q).unwrap_or_default()
 }
 
 /// Parses a JSON request body; a malformed body is a 400 that says where.
@@ -195,7 +174,10 @@ mod tests {
 
     #[test]
     fn query_decodes_percent_and_plus() {
-        let q = form_urlencoded("fromImage=127.0.0.1%3A5000%2Fbusybox&tag=latest&x=a+b&bad=%zz");
+        let q: std::collections::HashMap<_, _> =
+            form_urlencoded("fromImage=127.0.0.1%3A5000%2Fbusybox&tag=latest&x=a+b&bad=%zz")
+                .into_iter()
+                .collect();
         assert_eq!(q["fromImage"], "127.0.0.1:5000/busybox");
         assert_eq!(q["tag"], "latest");
         assert_eq!(q["x"], "a b");
