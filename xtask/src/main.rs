@@ -18,7 +18,9 @@
 //!
 //! - [`test`]: installs the host packages the tests need, then builds and tests
 //!   the whole workspace (`cargo xtask test`, the README's test command).
-//! - [`os`]: the OS image build and QEMU boot (`cargo xtask boot`); not built yet.
+//! - [`os`]: the OS image build and QEMU boot (`cargo xtask build`, `run`, `boot`).
+//! - [`images`]: system images from `images/<name>/` and the package lock
+//!   (`cargo xtask images`, `cargo xtask lock`).
 //! - [`bench`]: benchmarks that measure the targets of the design
 //!   (`cargo xtask bench engine`).
 //! - [`check`]: `fmt-check` and `lint`, the static checks `.ci/run` also runs.
@@ -32,6 +34,7 @@ mod bench;
 mod check;
 mod cleanup;
 mod cmd;
+mod images;
 mod os;
 mod test;
 mod testimage;
@@ -57,10 +60,26 @@ enum Task {
     ///
     /// Example: `cargo xtask test`, or `cargo xtask test --unit --no-install`.
     Test(test::TestArgs),
-    /// Build the OxOS image and boot it in QEMU.
+    /// Build the OxOS image and boot it in QEMU (`build`, then `run`).
     ///
     /// Example: `cargo xtask boot`.
     Boot(os::BootArgs),
+    /// Build kernel, initrd, system images, ISO and disk image into `dist/`.
+    ///
+    /// Example: `cargo xtask build`.
+    Build(os::BuildArgs),
+    /// Boot what `build` wrote to `dist/` in QEMU.
+    ///
+    /// Example: `cargo xtask run --disk --ssh-port 2222 --cloud-config user.yml`.
+    Run(os::RunArgs),
+    /// Build the system images declared under `images/` into OCI archives.
+    ///
+    /// Example: `cargo xtask images --only os-base`.
+    Images(images::ImagesArgs),
+    /// Refresh the package lock file from the Debian archive.
+    ///
+    /// Example: `cargo xtask lock`.
+    Lock(images::LockArgs),
     /// Run a benchmark.
     ///
     /// Example: `cargo xtask bench engine --runs 100`.
@@ -79,6 +98,10 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Test(args) => test::run(&args),
         Task::Boot(args) => os::boot(&args),
+        Task::Build(args) => os::build_cmd(&args),
+        Task::Run(args) => os::run_cmd(&args),
+        Task::Images(args) => images::run(&args),
+        Task::Lock(args) => images::lock(&args),
         Task::Bench { bench } => bench::run(&bench),
         Task::FmtCheck => check::fmt_check(),
         Task::Lint => check::lint(),

@@ -15,6 +15,20 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct BootArgs {}
 
+#[derive(Args)]
+pub struct BuildArgs {}
+
+#[derive(Args)]
+pub struct RunArgs {}
+
+pub fn build_cmd(_args: &BuildArgs) -> Result<()> {
+    build().map(|_| ())
+}
+
+pub fn run_cmd(_args: &RunArgs) -> Result<()> {
+    bail!("the QEMU boot is not implemented yet: there is no OS image in dist/ to boot")
+}
+
 /// What [`build`] produces, for [`run`].
 pub struct Artifacts {
     pub ros: PathBuf,

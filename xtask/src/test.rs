@@ -26,6 +26,10 @@ pub const HOST_PACKAGES: &[&str] = &[
     "skopeo",
     // /bin/busybox: the test images are built from it.
     "busybox-static",
+    // Config drive and nocloud images (ISO 9660 and FAT) for datasource tests.
+    "xorriso",
+    "dosfstools",
+    "mtools",
 ];
 
 #[derive(Args)]
@@ -98,7 +102,7 @@ fn not_installed(wanted: &[&str], dpkg_output: &str) -> Vec<String> {
         .collect()
 }
 
-fn install_host_packages(wanted: &[&str]) -> Result<()> {
+pub(crate) fn install_host_packages(wanted: &[&str]) -> Result<()> {
     let missing = missing_packages(wanted)?;
     if missing.is_empty() {
         eprintln!(
