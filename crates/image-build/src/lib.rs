@@ -1,2 +1,9 @@
-//! OxOS system image build: recipes under `images/<name>/`, the package lock,
-//! and packing root filesystems into OCI layers. Not built yet.
+//! OxOS system image build (placeholder docs, rewritten below)
+
+mod error;
+pub mod lock;
+pub mod recipe;
+
+pub use error::{Error, Result};
+pub use lock::{Lock, PackageSet, LOCK_FILE};
+pub use recipe::{load_recipes, load_sets, PackageRequest, Recipe, RuntimeConfig, SetSpec};
