@@ -1,0 +1,153 @@
+//! Saving what a datasource gave to the places of COMPAT.md, under a root
+//! directory (`/` on a running system).
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::fetch::Fetched;
+use crate::metadata::Metadata;
+use crate::userdata::UserData;
+
+/// Where the results go, relative to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavePaths {
+    /// cloud-config user-data (or wrapped compose):
+    /// /var/lib/rancher/conf/cloud-config.d/boot.yml
+    pub boot_yml: PathBuf,
+    /// `rancher.network` from metadata:
+    /// /var/lib/rancher/conf/cloud-config.d/network.yml
+    pub network_yml: PathBuf,
+    /// a `#!` user-data script, mode 0755:
+    /// /var/lib/rancher/conf/cloud-config-script
+    pub script: PathBuf,
+    /// the metadata as YAML: /var/lib/rancher/conf/metadata
+    pub metadata: PathBuf,
+}
+
+impl SavePaths {
+    /// The paths under `root`.
+    pub fn new(root: &Path) -> Self {
+        let conf = root.join("var/lib/rancher/conf");
+        Self {
+            boot_yml: conf.join("cloud-config.d/boot.yml"),
+            network_yml: conf.join("cloud-config.d/network.yml"),
+            script: conf.join("cloud-config-script"),
+            metadata: conf.join("metadata"),
+        }
+    }
+}
+
+/// Saves `fetched` under `root`, replacing what an earlier boot saved:
+///
+/// - cloud-config user-data (and wrapped `#compose`) to boot.yml,
+/// - a `#!` script to cloud-config-script (mode 0755),
+/// - the metadata as YAML (`source`, `hostname`, `public_keys`) to metadata,
+/// - network config from the metadata, as `rancher: {network: ...}`, to
+///   network.yml.
+///
+/// A result the source did not give removes the earlier boot's file (user
+/// data that became a script no longer leaves the old boot.yml behind).
+/// Each file is written to a temporary file in its directory, synced and
+/// renamed over the old one, so a crash leaves the old or the new file,
+/// never half of one. Files other than the script are mode 0600: user-data
+/// may hold passwords and keys.
+pub fn save(root: &Path, fetched: &Fetched) -> Result<()> {
+    let paths = SavePaths::new(root);
+    match &fetched.user_data {
+        Some(UserData::CloudConfig(text)) => {
+            write_atomic(&paths.boot_yml, text.as_bytes(), 0o600)?;
+            remove(&paths.script)?;
+        }
+        Some(UserData::Script(script)) => {
+            write_atomic(&paths.script, script, 0o755)?;
+            remove(&paths.boot_yml)?;
+        }
+        None => {
+            remove(&paths.boot_yml)?;
+            remove(&paths.script)?;
+        }
+    }
+    let metadata = Metadata {
+        network: None,
+        ..fetched.metadata.clone()
+    };
+    write_atomic(
+        &paths.metadata,
+        to_yaml("metadata", &metadata)?.as_bytes(),
+        0o600,
+    )?;
+    match &fetched.metadata.network {
+        Some(network) => {
+            let doc = json!({ "rancher": { "network": network } });
+            let text = format!("#cloud-config\n{}", to_yaml("network config", &doc)?);
+            write_atomic(&paths.network_yml, text.as_bytes(), 0o600)?;
+        }
+        None => remove(&paths.network_yml)?,
+    }
+    Ok(())
+}
+
+/// Reads back the metadata [`save`] wrote under `root` (the caller applies
+/// its hostname and keys to the merged config); `None` if there is none.
+/// The network config is not part of it (it is in network.yml).
+pub fn load_metadata(root: &Path) -> Result<Option<Metadata>> {
+    let path = SavePaths::new(root).metadata;
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::ReadSaved { path, source }),
+    };
+    serde_norway::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::InvalidSaved {
+            path,
+            message: e.to_string(),
+        })
+}
+
+fn to_yaml<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String> {
+    serde_norway::to_string(value).map_err(|e| Error::Serialize {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Write {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `data` to `path` atomically: a temporary file beside it (so the
+/// rename stays on one filesystem), fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let err = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(err)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".datasource-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(data).map_err(err)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
+}
