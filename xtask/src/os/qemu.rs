@@ -1,0 +1,330 @@
+//! The QEMU command line, the config drive, and the detached boot that waits
+//! for patterns on the serial console.
+//!
+//! The rules of the design hold for every boot: `-accel tcg`, and user-mode
+//! networking with `restrict=on` whose only way in is an SSH port forwarded
+//! from 127.0.0.1. Nothing else is ever added.
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to boot from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Medium {
+    Iso,
+    Disk,
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Serial {
+    /// The terminal (`-nographic`: serial and QEMU monitor on stdio, Ctrl-A X
+    /// quits).
+    Terminal,
+    /// A file; no monitor, nothing on stdio.
+    File(PathBuf),
+}
+
+/// UEFI firmware: a read-only code image and a writable copy of the
+/// variable store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uefi {
+    pub code: PathBuf,
+    pub vars: PathBuf,
+}
+
+/// Everything one boot is made of.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    pub medium: Medium,
+    pub image: PathBuf,
+    pub mem_mb: u32,
+    pub ssh_port: Option<u16>,
+    pub config_drive: Option<PathBuf>,
+    pub uefi: Option<Uefi>,
+    pub serial: Serial,
+}
+
+/// The arguments of `qemu-system-x86_64` for `m`.
+pub fn args(m: &Machine) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&["-accel", "tcg", "-machine", "pc", "-cpu", "max"]);
+    push(&["-m", &m.mem_mb.to_string(), "-smp", "2"]);
+    // A kernel panic or a reboot ends QEMU instead of looping.
+    push(&["-no-reboot"]);
+    let mut nic = "user,restrict=on,model=virtio-net-pci".to_string();
+    if let Some(port) = m.ssh_port {
+        nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+    }
+    push(&["-nic", &nic]);
+    match &m.serial {
+        Serial::Terminal => push(&["-nographic"]),
+        Serial::File(log) => push(&[
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            &format!("file:{}", log.display()),
+        ]),
+    }
+    if let Some(uefi) = &m.uefi {
+        push(&[
+            "-drive",
+            &format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                uefi.code.display()
+            ),
+            "-drive",
+            &format!("if=pflash,format=raw,unit=1,file={}", uefi.vars.display()),
+        ]);
+    }
+    match m.medium {
+        Medium::Iso => push(&[
+            "-drive",
+            &format!(
+                "file={},format=raw,if=ide,media=cdrom,readonly=on",
+                m.image.display()
+            ),
+            "-boot",
+            "order=d",
+        ]),
+        Medium::Disk => push(&[
+            "-drive",
+            &format!("file={},format=qcow2,if=virtio", m.image.display()),
+            "-boot",
+            "order=c",
+        ]),
+    }
+    if let Some(drive) = &m.config_drive {
+        push(&[
+            "-drive",
+            &format!("file={},format=raw,if=virtio,readonly=on", drive.display()),
+        ]);
+    }
+    a
+}
+
+/// UEFI firmware from Debian's `ovmf` package: the 4M build if present,
+/// else the 2M one. The variable store is copied to `vars_copy` (QEMU writes
+/// to it).
+pub fn find_ovmf(vars_copy: &Path) -> Result<Uefi> {
+    let dir = Path::new("/usr/share/OVMF");
+    for (code, vars) in [
+        ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"),
+        ("OVMF_CODE.fd", "OVMF_VARS.fd"),
+    ] {
+        let (code, vars) = (dir.join(code), dir.join(vars));
+        if code.is_file() && vars.is_file() {
+            std::fs::copy(&vars, vars_copy).with_context(|| {
+                format!("cannot copy {} to {}", vars.display(), vars_copy.display())
+            })?;
+            return Ok(Uefi {
+                code,
+                vars: vars_copy.to_path_buf(),
+            });
+        }
+    }
+    bail!("no OVMF firmware in /usr/share/OVMF (install the ovmf package)")
+}
+
+/// The OpenStack config drive layout (`openstack/latest/user_data`) under
+/// `dir`, holding `user_data`: [`make_config_drive`] turns it into an ISO
+/// labelled `config-2`.
+pub fn config_drive_tree(dir: &Path, user_data: &[u8]) -> Result<()> {
+    let latest = dir.join("openstack/latest");
+    std::fs::create_dir_all(&latest)
+        .with_context(|| format!("cannot create {}", latest.display()))?;
+    std::fs::write(latest.join("user_data"), user_data)
+        .with_context(|| format!("cannot write {}/user_data", latest.display()))?;
+    Ok(())
+}
+
+/// Builds the config drive ISO `out` from `cloud_config`.
+pub fn make_config_drive(cloud_config: &Path, work: &Path, out: &Path) -> Result<()> {
+    let user_data = std::fs::read(cloud_config)
+        .with_context(|| format!("cannot read cloud-config {}", cloud_config.display()))?;
+    let _ = std::fs::remove_dir_all(work);
+    config_drive_tree(work, &user_data)?;
+    crate::cmd::run_step(
+        "config drive",
+        Command::new("xorriso")
+            .args([
+                "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "config-2", "-o",
+            ])
+            .arg(out)
+            .arg(work),
+    )
+}
+
+/// Waits until every pattern has matched the serial log, QEMU has exited, or
+/// `timeout` has passed. Returns the patterns that never matched.
+pub fn wait_for(
+    child: &mut Child,
+    log: &Path,
+    patterns: &[Regex],
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read(log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let missing = unmatched(patterns, &text);
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        if let Some(status) = child.try_wait().context("cannot wait for qemu")? {
+            eprintln!("xtask: qemu exited ({status}) before every pattern matched");
+            return Ok(missing);
+        }
+        if start.elapsed() >= timeout {
+            eprintln!("xtask: timeout after {} s", timeout.as_secs());
+            return Ok(missing);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The patterns that do not match `text`.
+pub fn unmatched(patterns: &[Regex], text: &str) -> Vec<String> {
+    patterns
+        .iter()
+        .filter(|p| !p.is_match(text))
+        .map(|p| p.as_str().to_string())
+        .collect()
+}
+
+/// Starts QEMU with stdio detached (serial to a file), in its own process
+/// group so that a Ctrl-C of the caller does not reach it.
+pub fn spawn_detached(qemu: &str, args: &[String]) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    Command::new(qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {qemu}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> Machine {
+        Machine {
+            medium: Medium::Iso,
+            image: "dist/oxos.iso".into(),
+            mem_mb: 1024,
+            ssh_port: None,
+            config_drive: None,
+            uefi: None,
+            serial: Serial::Terminal,
+        }
+    }
+
+    fn value_after<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn every_boot_uses_tcg_and_restricted_user_networking_only() {
+        for medium in [Medium::Iso, Medium::Disk] {
+            let mut m = machine();
+            m.medium = medium;
+            m.ssh_port = Some(2222);
+            let a = args(&m);
+            assert_eq!(value_after(&a, "-accel"), ["tcg"]);
+            assert_eq!(
+                value_after(&a, "-nic"),
+                ["user,restrict=on,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22"]
+            );
+            assert!(!a.iter().any(|x| x == "-netdev" || x == "-net"));
+            assert!(!a.iter().any(|x| x.contains("0.0.0.0")));
+        }
+        let a = args(&machine());
+        assert_eq!(
+            value_after(&a, "-nic"),
+            ["user,restrict=on,model=virtio-net-pci"]
+        );
+    }
+
+    #[test]
+    fn iso_boots_from_cdrom_and_disk_from_virtio_qcow2() {
+        let a = args(&machine());
+        assert_eq!(
+            value_after(&a, "-drive"),
+            ["file=dist/oxos.iso,format=raw,if=ide,media=cdrom,readonly=on"]
+        );
+        assert_eq!(value_after(&a, "-boot"), ["order=d"]);
+        let mut m = machine();
+        m.medium = Medium::Disk;
+        m.image = "dist/oxos.qcow2".into();
+        let a = args(&m);
+        assert_eq!(
+            value_after(&a, "-drive"),
+            ["file=dist/oxos.qcow2,format=qcow2,if=virtio"]
+        );
+        assert_eq!(value_after(&a, "-boot"), ["order=c"]);
+    }
+
+    #[test]
+    fn detached_serial_goes_to_the_log_file_without_a_monitor() {
+        let mut m = machine();
+        m.serial = Serial::File("/tmp/x/serial.log".into());
+        let a = args(&m);
+        assert_eq!(value_after(&a, "-serial"), ["file:/tmp/x/serial.log"]);
+        assert_eq!(value_after(&a, "-monitor"), ["none"]);
+        assert!(!a.iter().any(|x| x == "-nographic"));
+        let a = args(&machine());
+        assert!(a.iter().any(|x| x == "-nographic"));
+        assert!(value_after(&a, "-serial").is_empty());
+    }
+
+    #[test]
+    fn uefi_adds_read_only_code_and_writable_vars_and_config_drive_a_disk() {
+        let mut m = machine();
+        m.uefi = Some(Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            vars: "/tmp/vars.fd".into(),
+        });
+        m.config_drive = Some("/tmp/config.iso".into());
+        m.mem_mb = 512;
+        let a = args(&m);
+        let drives = value_after(&a, "-drive");
+        assert!(drives.contains(
+            &"if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+        ));
+        assert!(drives.contains(&"if=pflash,format=raw,unit=1,file=/tmp/vars.fd"));
+        assert!(drives.contains(&"file=/tmp/config.iso,format=raw,if=virtio,readonly=on"));
+        assert_eq!(value_after(&a, "-m"), ["512"]);
+    }
+
+    #[test]
+    fn config_drive_tree_has_the_openstack_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        config_drive_tree(dir.path(), b"#cloud-config\nhostname: a\n").unwrap();
+        let data = std::fs::read(dir.path().join("openstack/latest/user_data")).unwrap();
+        assert_eq!(data, b"#cloud-config\nhostname: a\n");
+    }
+
+    #[test]
+    fn unmatched_lists_the_patterns_missing_from_the_log() {
+        let pats = [
+            Regex::new(r"Linux version 6\.").unwrap(),
+            Regex::new("Attempted to kill init").unwrap(),
+        ];
+        let log = "[    0.000000] Linux version 6.12.1 (debian)\n";
+        assert_eq!(unmatched(&pats, log), ["Attempted to kill init"]);
+        assert!(unmatched(&pats, "Linux version 6.1\nAttempted to kill init!").is_empty());
+    }
+}
