@@ -22,6 +22,17 @@
 //! * [`Project::start_order`] builds the dependency graph and returns a
 //!   topological order where ties are broken by name, so the same project always
 //!   starts the same way. A cycle is reported as `a -> b -> a`.
+//! * [`container`] turns a service into the engine's create request (the
+//!   container is named after the service and labelled with the project, the
+//!   service and a hash of its definition) and fills its environment from
+//!   `rancher.environment` ([`container::Environment`]).
+//! * [`up`] brings a project up against the engines: system-scope services
+//!   in the system engine, the others in User Docker, in start order, with
+//!   `createonly`, `detach: "false"`, `rebuild` and `reloadconfig`; it also
+//!   starts, stops, restarts, removes, kills, lists, pulls and shows the logs
+//!   of a project's containers. A failing service is reported and does not
+//!   stop the others.
+//! * [`cli`] is `ros service`, over the merged cloud-config.
 //!
 //! # Limitations
 //!
@@ -30,11 +41,16 @@
 //! * `after`/`before` naming an unknown service is ignored (as RancherOS did);
 //!   `volumes_from` and `container:`/`service:` links to an unknown service are
 //!   errors, so a link to a container outside the project is not supported yet.
-//! * Variable interpolation (`${VAR}`), `extends`, `services_include` and
-//!   project up/down are not part of this crate yet.
+//! * Variable interpolation (`${VAR}`) and `extends` are not supported yet.
+//! * Fields the engine request has no place for are reported by `up` as
+//!   ignored (a warning line per field), not applied.
+//! * `cron.schedule` is parsed but services are not run on a schedule yet.
 
+pub mod cli;
+pub mod container;
 mod project;
 mod service;
+pub mod up;
 
 pub use project::Project;
 pub use service::{
@@ -76,6 +92,38 @@ pub enum ComposeError {
     /// The dependency graph has a cycle, e.g. `a -> b -> a`.
     #[error("dependency cycle between services: {0}")]
     Cycle(String),
+    /// A field of a service has a value the engine cannot take.
+    #[error("service {service}: {field}: {reason}")]
+    Field {
+        /// The service.
+        service: String,
+        /// The compose field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The engine a service runs in cannot be reached.
+    #[error("{engine} is not running (cannot connect to {host})")]
+    EngineUnavailable {
+        /// "the system engine" or "User Docker".
+        engine: &'static str,
+        /// Its address.
+        host: String,
+    },
+    /// The engine refused or failed a request for a service.
+    #[error("service {service}: {message}")]
+    Engine {
+        /// The service.
+        service: String,
+        /// The engine's answer.
+        message: String,
+    },
+    /// A service name that the project does not define.
+    #[error("no service named {0} in the configuration (see ros service list)")]
+    UnknownService(String),
+    /// The configuration the project comes from could not be read.
+    #[error(transparent)]
+    Config(#[from] config::Error),
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ Commands:
   system-dockerd   run the system container engine (daemon)
   system-docker    client of the system container engine
   config (c)       read and change the cloud-config (ros config --help)
+  service (s)      bring up and manage services (ros service --help)
   shim             per-container runtime shim (started by the engine)
   help             show this help
 ";
@@ -73,6 +74,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("system-dockerd") => daemon::main(rest),
         Some("system-docker") => engine_client::main(rest),
         Some("config") | Some("c") => config_cmd::main(rest),
+        Some("service") | Some("s") => compose::cli::main(rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");

@@ -308,7 +308,7 @@ async fn print_logs(
 
 /// Waits for the container to stop; returns its exit code and the engine's
 /// error message, if it reported one (a container that could not be started).
-async fn wait_exit(engine: &Engine, id: &str) -> Result<(i32, Option<String>)> {
+pub async fn wait_exit(engine: &Engine, id: &str) -> Result<(i32, Option<String>)> {
     #[derive(serde::Deserialize)]
     struct WaitError {
         #[serde(rename = "Message")]

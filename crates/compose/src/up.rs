@@ -1,0 +1,693 @@
+//! Project up, and the other operations on a project's containers, against
+//! the engines.
+//!
+//! Each service runs in one of two engines: `io.rancher.os.scope: system`
+//! in the system engine, anything else in User Docker. Both speak the
+//! Docker Engine API, so one client (the `engine-client` crate, over
+//! bollard) serves both. A container is named after its service and carries
+//! the labels of [`crate::container`], among them a hash of its definition.
+//!
+//! [`up`] walks the start order and, for each service:
+//! 1. pulls the image when the engine does not have it;
+//! 2. keeps the existing container when its definition is unchanged, makes it
+//!    anew when it changed (or on every up with
+//!    `io.docker.compose.rebuild: always`; never with `false`);
+//! 3. creates it, and starts it unless it is `io.rancher.os.createonly`;
+//! 4. waits for it to exit when it is `io.rancher.os.detach: "false"`, and
+//!    counts a non-zero exit as a failure;
+//! 5. after an `io.rancher.os.reloadconfig` service, asks the caller for the
+//!    project again (the service may have changed the config) and goes on
+//!    with the services not brought up yet.
+//!
+//! A failing service is reported and the others still come up: one broken
+//! service must not hold up the rest of the system.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
+};
+use engine_client::client::Engine;
+use futures_util::StreamExt;
+
+use crate::container::{create_body, ignored_fields, Environment, LABEL_CONFIG_HASH};
+use crate::{ComposeError, Project, Service};
+
+/// The two engines services run in.
+#[derive(Debug, Clone)]
+pub struct Engines {
+    /// The system engine's socket (/var/run/system-docker.sock).
+    pub system: PathBuf,
+    /// User Docker's socket (/var/run/docker.sock).
+    pub user: PathBuf,
+}
+
+impl Engines {
+    /// The engine `service` runs in, connected.
+    pub fn for_service(&self, service: &Service) -> Result<Engine, ComposeError> {
+        let (socket, what) = if service.is_system() {
+            (&self.system, "the system engine")
+        } else {
+            (&self.user, "User Docker")
+        };
+        let host = format!("unix://{}", socket.display());
+        Engine::new(&host).map_err(|_| ComposeError::EngineUnavailable {
+            engine: what,
+            host: host.clone(),
+        })
+    }
+}
+
+/// What `up` did with one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Created and not started (`createonly`).
+    Created,
+    /// Started (or was running already with the same definition).
+    Running,
+    /// Ran to completion with exit code 0 (`detach: "false"`).
+    Completed,
+    /// Nothing to do: the container exists with the same definition and is
+    /// running, or is a volume container.
+    UpToDate,
+    /// Could not be brought up; the reason.
+    Failed(String),
+}
+
+/// One service's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The service name.
+    pub service: String,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// What every operation needs: the project name, the engines, the
+/// environment, and where progress lines go.
+pub struct Context<'a> {
+    /// The compose project name (`os` for the OS's services).
+    pub project: String,
+    /// Where services run.
+    pub engines: Engines,
+    /// `rancher.environment`.
+    pub env: Environment,
+    /// Receives one line per thing done ("Starting network").
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+/// Asks for the project again after an `io.rancher.os.reloadconfig` service.
+pub type Reload<'a> = &'a mut dyn FnMut() -> Result<(Project, Environment), ComposeError>;
+
+/// The services to act on: `names` and everything they depend on, in start
+/// order; all services when `names` is empty. Unknown names are an error.
+pub fn selection(project: &Project, names: &[String]) -> Result<Vec<String>, ComposeError> {
+    let order = project.start_order()?;
+    if names.is_empty() {
+        return Ok(order);
+    }
+    for name in names {
+        if project.get(name).is_none() {
+            return Err(ComposeError::UnknownService(name.clone()));
+        }
+    }
+    let deps = project.dependencies()?;
+    let mut wanted: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut stack: Vec<&str> = names.iter().map(String::as_str).collect();
+    while let Some(name) = stack.pop() {
+        if wanted.insert(name) {
+            if let Some(ds) = deps.get(name) {
+                stack.extend(ds.iter().copied());
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter(|n| wanted.contains(n.as_str()))
+        .collect())
+}
+
+/// Brings up `names` (all services when empty) and their dependencies.
+pub async fn up(
+    ctx: &Context<'_>,
+    project: &Project,
+    names: &[String],
+    mut reload: Option<Reload<'_>>,
+) -> Result<Vec<Step>, ComposeError> {
+    let mut project = project.clone();
+    let mut env = ctx.env.clone();
+    let mut todo = selection(&project, names)?;
+    let mut done: Vec<Step> = Vec::new();
+    while let Some(name) = todo.first().cloned() {
+        todo.remove(0);
+        let Some(service) = project.get(&name).cloned() else {
+            continue;
+        };
+        let outcome = match up_one(ctx, &env, &name, &service).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        if let Outcome::Failed(reason) = &outcome {
+            (ctx.progress)(&format!("{name}: failed: {reason}"));
+        }
+        let reloads = service.reload_config() && !matches!(outcome, Outcome::Failed(_));
+        done.push(Step {
+            service: name,
+            outcome,
+        });
+        if reloads {
+            if let Some(reload) = reload.as_mut() {
+                match reload() {
+                    Ok((new_project, new_env)) => {
+                        (ctx.progress)("Reloading the configuration");
+                        project = new_project;
+                        env = new_env;
+                        // The same selection in the new project, minus what is done.
+                        let wanted = if names.is_empty() {
+                            Vec::new()
+                        } else {
+                            names
+                                .iter()
+                                .filter(|n| project.get(n).is_some())
+                                .cloned()
+                                .collect()
+                        };
+                        todo = selection(&project, &wanted)?
+                            .into_iter()
+                            .filter(|n| !done.iter().any(|s| &s.service == n))
+                            .collect();
+                    }
+                    Err(e) => (ctx.progress)(&format!(
+                        "cannot reload the configuration, going on with the old one: {e}"
+                    )),
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn engine_error(name: &str, e: impl std::fmt::Display) -> ComposeError {
+    ComposeError::Engine {
+        service: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Whether the engine answered "no such container/image".
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+async fn up_one(
+    ctx: &Context<'_>,
+    env: &Environment,
+    name: &str,
+    service: &Service,
+) -> Result<Outcome, ComposeError> {
+    let body = create_body(&ctx.project, name, service, env)?;
+    for field in ignored_fields(service) {
+        (ctx.progress)(&format!(
+            "{name}: warning: field {field} is not supported and is ignored"
+        ));
+    }
+    let engine = ctx.engines.for_service(service)?;
+    let docker = engine.docker();
+    let image = body.image.clone().unwrap_or_default();
+
+    if let Err(e) = docker.inspect_image(&image).await {
+        if !is_not_found(&e) {
+            return Err(engine_error(name, engine.err(e)));
+        }
+        (ctx.progress)(&format!("Pulling {name} ({image})"));
+        engine_client::commands::image::pull_image(
+            &engine,
+            &image,
+            engine_client::progress::Target::Quiet,
+        )
+        .await
+        .map_err(|e| engine_error(name, e))?;
+    }
+
+    let wanted_hash = body
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_CONFIG_HASH))
+        .cloned();
+    let existing = match docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(c) => Some(c),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(engine_error(name, engine.err(e))),
+    };
+    let mut running = false;
+    if let Some(existing) = existing {
+        let hash = existing
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(LABEL_CONFIG_HASH))
+            .cloned();
+        let recreate = match service.rebuild() {
+            Some("always") => true,
+            Some("false") => false,
+            _ => hash != wanted_hash,
+        };
+        if recreate {
+            (ctx.progress)(&format!("Recreating {name}"));
+            docker
+                .remove_container(
+                    name,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| engine_error(name, engine.err(e)))?;
+        } else {
+            running = existing
+                .state
+                .as_ref()
+                .and_then(|s| s.running)
+                .unwrap_or(false);
+            if service.create_only() || (running && service.detach()) {
+                return Ok(Outcome::UpToDate);
+            }
+            return start(ctx, &engine, name, service).await;
+        }
+    }
+    debug_assert!(!running);
+    (ctx.progress)(&format!("Creating {name}"));
+    docker
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(|e| engine_error(name, engine.err(e)))?;
+    if service.create_only() {
+        return Ok(Outcome::Created);
+    }
+    start(ctx, &engine, name, service).await
+}
+
+/// Starts a created container; waits for it when it does not detach.
+async fn start(
+    ctx: &Context<'_>,
+    engine: &Engine,
+    name: &str,
+    service: &Service,
+) -> Result<Outcome, ComposeError> {
+    (ctx.progress)(&format!("Starting {name}"));
+    engine
+        .docker()
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| engine_error(name, engine.err(e)))?;
+    if service.detach() {
+        return Ok(Outcome::Running);
+    }
+    let (code, message) = engine_client::commands::container::wait_exit(engine, name)
+        .await
+        .map_err(|e| engine_error(name, e))?;
+    match (code, message) {
+        (0, None) => {
+            (ctx.progress)(&format!("{name} exited with 0"));
+            Ok(Outcome::Completed)
+        }
+        (code, Some(message)) => Err(engine_error(name, format!("exited with {code}: {message}"))),
+        (code, None) => Err(engine_error(name, format!("exited with {code}"))),
+    }
+}
+
+/// A lifecycle action on existing containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start (created or stopped containers).
+    Start,
+    /// Stop with the given grace period.
+    Stop(Duration),
+    /// Restart with the given grace period.
+    Restart(Duration),
+    /// Remove (stopped containers; `force` also running ones).
+    Remove {
+        /// Remove running containers too.
+        force: bool,
+    },
+    /// Send SIGKILL.
+    Kill,
+}
+
+/// Applies `action` to the containers of `names` (all services when empty),
+/// in start order, or in reverse start order for stop and remove. Returns
+/// one step per service; a missing container is a failure of that service.
+pub async fn act(
+    ctx: &Context<'_>,
+    project: &Project,
+    names: &[String],
+    action: Action,
+) -> Result<Vec<Step>, ComposeError> {
+    let mut order = if names.is_empty() {
+        project.start_order()?
+    } else {
+        for name in names {
+            if project.get(name).is_none() {
+                return Err(ComposeError::UnknownService(name.clone()));
+            }
+        }
+        names.to_vec()
+    };
+    if matches!(action, Action::Stop(_) | Action::Remove { .. }) && names.is_empty() {
+        order.reverse();
+    }
+    let mut steps = Vec::new();
+    for name in order {
+        let Some(service) = project.get(&name) else {
+            continue;
+        };
+        let outcome = match act_one(ctx, &name, service, action).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                (ctx.progress)(&format!("{name}: failed: {e}"));
+                Outcome::Failed(e.to_string())
+            }
+        };
+        steps.push(Step {
+            service: name,
+            outcome,
+        });
+    }
+    Ok(steps)
+}
+
+async fn act_one(
+    ctx: &Context<'_>,
+    name: &str,
+    service: &Service,
+    action: Action,
+) -> Result<Outcome, ComposeError> {
+    let engine = ctx.engines.for_service(service)?;
+    let docker = engine.docker();
+    let secs = |d: Duration| d.as_secs().min(i32::MAX as u64) as i32;
+    let result = match action {
+        Action::Start => {
+            if service.create_only() {
+                return Ok(Outcome::UpToDate);
+            }
+            (ctx.progress)(&format!("Starting {name}"));
+            docker
+                .start_container(
+                    name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+        }
+        Action::Stop(grace) => {
+            (ctx.progress)(&format!("Stopping {name}"));
+            docker
+                .stop_container(
+                    name,
+                    Some(StopContainerOptions {
+                        t: Some(secs(grace)),
+                        ..Default::default()
+                    }),
+                )
+                .await
+        }
+        Action::Restart(grace) => {
+            if service.create_only() {
+                return Ok(Outcome::UpToDate);
+            }
+            (ctx.progress)(&format!("Restarting {name}"));
+            docker
+                .restart_container(
+                    name,
+                    Some(RestartContainerOptions {
+                        t: Some(secs(grace)),
+                        ..Default::default()
+                    }),
+                )
+                .await
+        }
+        Action::Remove { force } => {
+            (ctx.progress)(&format!("Removing {name}"));
+            docker
+                .remove_container(
+                    name,
+                    Some(RemoveContainerOptions {
+                        force,
+                        ..Default::default()
+                    }),
+                )
+                .await
+        }
+        Action::Kill => {
+            (ctx.progress)(&format!("Killing {name}"));
+            docker
+                .kill_container(
+                    name,
+                    Some(KillContainerOptions {
+                        signal: "KILL".into(),
+                    }),
+                )
+                .await
+        }
+    };
+    match result {
+        Ok(()) => Ok(match action {
+            Action::Start | Action::Restart(_) => Outcome::Running,
+            _ => Outcome::UpToDate,
+        }),
+        Err(e) => Err(engine_error(name, engine.err(e))),
+    }
+}
+
+/// One row of [`ps`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The service name.
+    pub service: String,
+    /// `system` or `user`.
+    pub scope: &'static str,
+    /// The image the service names.
+    pub image: String,
+    /// The container's state ("running", "exited", ...), or "not created",
+    /// or why the engine could not be asked.
+    pub state: String,
+    /// The engine's status text ("Up 3 minutes", "Exited (0) 2 seconds ago").
+    pub status: String,
+}
+
+/// The state of every service of `names` (all when empty), in start order.
+pub async fn ps(
+    ctx: &Context<'_>,
+    project: &Project,
+    names: &[String],
+) -> Result<Vec<Row>, ComposeError> {
+    let order = if names.is_empty() {
+        project.start_order()?
+    } else {
+        selection(project, names)?
+            .into_iter()
+            .filter(|n| names.contains(n))
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut listed: [Option<Result<Vec<ContainerSummary>, String>>; 2] = [None, None];
+    for name in order {
+        let Some(service) = project.get(&name) else {
+            continue;
+        };
+        let slot = usize::from(!service.is_system());
+        if listed[slot].is_none() {
+            listed[slot] = Some(match ctx.engines.for_service(service) {
+                Ok(engine) => engine
+                    .docker()
+                    .list_containers(Some(ListContainersOptions {
+                        all: true,
+                        ..Default::default()
+                    }))
+                    .await
+                    .map_err(|e| engine.err(e).to_string()),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        let (state, status) = match listed[slot].as_ref() {
+            Some(Ok(containers)) => containers
+                .iter()
+                .find(|c| {
+                    c.names
+                        .iter()
+                        .flatten()
+                        .any(|n| n.trim_start_matches('/') == name)
+                })
+                .map(|c| {
+                    (
+                        c.state
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "unknown".into()),
+                        c.status.clone().unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_else(|| ("not created".into(), String::new())),
+            Some(Err(e)) => ("unknown".into(), e.clone()),
+            None => ("unknown".into(), String::new()),
+        };
+        rows.push(Row {
+            scope: if service.is_system() {
+                "system"
+            } else {
+                "user"
+            },
+            image: service.image.clone().unwrap_or_default(),
+            service: name,
+            state,
+            status,
+        });
+    }
+    Ok(rows)
+}
+
+/// Pulls the image of every service of `names` (all when empty).
+pub async fn pull(
+    ctx: &Context<'_>,
+    project: &Project,
+    names: &[String],
+) -> Result<Vec<Step>, ComposeError> {
+    let mut steps = Vec::new();
+    for name in selection(project, names)? {
+        if !names.is_empty() && !names.contains(&name) {
+            continue;
+        }
+        let Some(service) = project.get(&name) else {
+            continue;
+        };
+        let image = service.image.clone().unwrap_or_default();
+        let result = async {
+            if image.is_empty() {
+                return Err(ComposeError::Field {
+                    service: name.clone(),
+                    field: "image",
+                    reason: "a service needs an image".into(),
+                });
+            }
+            let engine = ctx.engines.for_service(service)?;
+            (ctx.progress)(&format!("Pulling {name} ({image})"));
+            engine_client::commands::image::pull_image(
+                &engine,
+                &image,
+                engine_client::progress::Target::Quiet,
+            )
+            .await
+            .map_err(|e| engine_error(&name, e))
+        }
+        .await;
+        let outcome = match result {
+            Ok(()) => Outcome::UpToDate,
+            Err(e) => {
+                (ctx.progress)(&format!("{name}: failed: {e}"));
+                Outcome::Failed(e.to_string())
+            }
+        };
+        steps.push(Step {
+            service: name,
+            outcome,
+        });
+    }
+    Ok(steps)
+}
+
+/// Where [`logs`] writes.
+pub trait LogSink: Send {
+    /// One chunk of a service's output (usually a line, with its newline).
+    fn write(&mut self, service: &str, stderr: bool, bytes: &[u8]);
+}
+
+/// Streams the logs of `names` (all services when empty) to `sink`: the last
+/// `lines` lines of each (all when `None`), then, with `follow`, new lines as
+/// they come until every container stops.
+pub async fn logs(
+    ctx: &Context<'_>,
+    project: &Project,
+    names: &[String],
+    follow: bool,
+    lines: Option<u64>,
+    sink: &mut dyn LogSink,
+) -> Result<(), ComposeError> {
+    let order: Vec<String> = if names.is_empty() {
+        project.start_order()?
+    } else {
+        for name in names {
+            if project.get(name).is_none() {
+                return Err(ComposeError::UnknownService(name.clone()));
+            }
+        }
+        names.to_vec()
+    };
+    let mut streams = Vec::new();
+    for name in order {
+        let Some(service) = project.get(&name) else {
+            continue;
+        };
+        let engine = ctx.engines.for_service(service)?;
+        let docker = if follow {
+            engine.streaming()
+        } else {
+            engine.docker().clone()
+        };
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: lines.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        let stream = docker
+            .logs(&name, Some(options))
+            .map(move |item| (name.clone(), item, engine.host.clone()));
+        streams.push(stream.boxed());
+    }
+    // Interleave the services' streams as their lines come.
+    let mut all = futures_util::stream::select_all(streams);
+    while let Some((name, item, host)) = all.next().await {
+        use bollard::container::LogOutput;
+        match item {
+            Ok(LogOutput::StdErr { message }) => sink.write(&name, true, &message),
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                sink.write(&name, false, &message)
+            }
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(e) if is_not_found(&e) => {
+                return Err(ComposeError::Engine {
+                    service: name,
+                    message: "no container: bring it up first (ros service up)".into(),
+                })
+            }
+            Err(e) => {
+                return Err(engine_error(
+                    &name,
+                    engine_client::Error::from_bollard(e, &host),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
