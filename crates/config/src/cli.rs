@@ -103,10 +103,34 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         input: Option<PathBuf>,
     },
-    /// List the images of the configured services (not supported yet)
+    /// List the images of the services of the merged config, one a line
+    ///
+    /// The services of rancher.services, rancher.bootstrap and
+    /// rancher.cloud_init_services, sorted, each image once: what an
+    /// offline machine needs preloaded.
     Images,
     /// Generate a config (not supported yet)
     Generate,
+}
+
+/// The images named by the services of `config`, sorted and unique.
+fn service_images(config: &Config) -> std::collections::BTreeSet<String> {
+    let mut images = std::collections::BTreeSet::new();
+    for section in [
+        "rancher.services",
+        "rancher.bootstrap",
+        "rancher.cloud_init_services",
+    ] {
+        let Ok(Some(Value::Mapping(services))) = config.get(section) else {
+            continue;
+        };
+        for service in services.values() {
+            if let Some(Value::String(image)) = service.get("image") {
+                images.insert(image.clone());
+            }
+        }
+    }
+    images
 }
 
 /// Keys that `export` leaves out unless `--private`; `*` matches any one key.
@@ -239,7 +263,13 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<()> {
             }
             Ok(())
         }
-        Command::Images => Err(Error::NotSupported("ros config images")),
+        Command::Images => {
+            let merged = layers::load(&root)?;
+            for image in service_images(&merged) {
+                writeln!(io.stdout, "{image}").map_err(Error::Stdout)?;
+            }
+            Ok(())
+        }
         Command::Generate => Err(Error::NotSupported("ros config generate")),
     }
 }

@@ -133,3 +133,25 @@ fn a_missing_root_argument_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--root needs a directory"));
 }
+
+#[test]
+fn images_lists_each_service_image_of_every_layer_once() {
+    let root = tempfile::tempdir().unwrap();
+    let os = root.path().join("usr/share/ros");
+    std::fs::create_dir_all(&os).unwrap();
+    std::fs::write(
+        os.join("os-config.yml"),
+        "rancher:\n  services:\n    ntp: {image: oxos/ntp:1}\n    console: {image: oxos/console:1}\n  bootstrap:\n    udev: {image: oxos/udev:1}\n",
+    )
+    .unwrap();
+    let add = "rancher:\n  services:\n    web: {image: nginx:1}\n    other: {image: oxos/ntp:1}\n";
+    assert!(ros(root.path(), &["config", "merge"], Some(add))
+        .status
+        .success());
+    let out = ros(root.path(), &["config", "images"], None);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        "nginx:1\noxos/console:1\noxos/ntp:1\noxos/udev:1"
+    );
+}
