@@ -178,6 +178,11 @@ fn with_mounted<T>(
                 last = None;
                 break;
             }
+            Err(nix::errno::Errno::ENODEV) => {
+                last = Some(std::io::Error::other(format!(
+                    "the kernel does not support the {t} filesystem"
+                )))
+            }
             Err(e) => last = Some(std::io::Error::from(e)),
         }
     }
