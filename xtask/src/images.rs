@@ -1,19 +1,209 @@
 //! `cargo xtask images` and `cargo xtask lock`: system images from
-//! `images/<name>/` and the Debian package lock. Not built yet.
+//! `images/<name>/` and the Debian package lock (`images/packages.lock`).
+//!
+//! Both drive the `image-build` crate, which holds the recipe format, the
+//! lock, and the layer packing; this module only picks the paths, prints
+//! progress and sizes, and checks that it runs as root (mmdebstrap's root
+//! mode needs it).
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use image_build::{
+    load_recipes, load_sets, refresh_lock, Builder, BuiltImage, Lock, Mmdebstrap, Recipe,
+    DEFAULT_MIRROR, LOCK_FILE,
+};
+
+use crate::cmd::{is_root, workspace_root};
 
 #[derive(Args)]
-pub struct ImagesArgs {}
-
-#[derive(Args)]
-pub struct LockArgs {}
-
-pub fn run(_args: &ImagesArgs) -> Result<()> {
-    bail!("building system images is not implemented yet")
+pub struct ImagesArgs {
+    /// Build only this image (a directory name under images/).
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+    /// Directory that receives `<name>.tar` per image.
+    #[arg(long, value_name = "DIR", default_value = "dist/images")]
+    pub out: PathBuf,
+    /// Debian mirror.
+    #[arg(long, default_value = DEFAULT_MIRROR)]
+    pub mirror: String,
 }
 
-pub fn lock(_args: &LockArgs) -> Result<()> {
-    bail!("refreshing the package lock is not implemented yet")
+#[derive(Args)]
+pub struct LockArgs {
+    /// Refresh only this image or package set.
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+    /// Debian mirror.
+    #[arg(long, default_value = DEFAULT_MIRROR)]
+    pub mirror: String,
+}
+
+/// `images/` in the workspace.
+pub fn images_dir() -> PathBuf {
+    workspace_root().join("images")
+}
+
+/// The package lock file.
+pub fn lock_path() -> PathBuf {
+    images_dir().join(LOCK_FILE)
+}
+
+/// `SOURCE_DATE_EPOCH` if set, else the time of the last commit that
+/// changed `images/` (stable across unrelated commits), else 0.
+pub fn source_date_epoch() -> Result<u64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+    }
+    let out = Command::new("git")
+        .args(["log", "-1", "--format=%ct", "--", "images"])
+        .current_dir(workspace_root())
+        .output();
+    Ok(out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0))
+}
+
+fn select<'a>(recipes: &'a [Recipe], only: Option<&str>) -> Result<Vec<&'a Recipe>> {
+    match only {
+        None => Ok(recipes.iter().collect()),
+        Some(name) => match recipes.iter().find(|r| r.name == name) {
+            Some(r) => Ok(vec![r]),
+            None => bail!(
+                "no image recipe named {name} under {} (known: {})",
+                images_dir().display(),
+                recipes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("{what} runs mmdebstrap in root mode: run it as root");
+    }
+    Ok(())
+}
+
+pub fn run(args: &ImagesArgs) -> Result<()> {
+    require_root("cargo xtask images")?;
+    let recipes = load_recipes(&images_dir()).context("reading the image recipes")?;
+    let chosen = select(&recipes, args.only.as_deref())?;
+    let lock = Lock::load(&lock_path())?;
+    let bootstrap = Mmdebstrap::new(&args.mirror)?;
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        workspace_root().join(&args.out)
+    };
+    let builder = Builder {
+        out_dir: out.clone(),
+        lock,
+        epoch: source_date_epoch()?,
+        default_version: env!("CARGO_PKG_VERSION").to_string(),
+        bootstrap: &bootstrap,
+        gzip_level: 6,
+    };
+    let mut built: Vec<BuiltImage> = Vec::new();
+    for (i, r) in chosen.iter().enumerate() {
+        eprintln!("xtask: == image {}/{}: {}", i + 1, chosen.len(), r.name);
+        let b = builder
+            .build(r, &mut |line| eprintln!("  {line}"))
+            .with_context(|| format!("building image {}", r.name))?;
+        eprintln!(
+            "xtask: {} {} in {:.0?}: archive {}, unpacked {}, id {}",
+            b.tag,
+            if b.cached { "reused" } else { "built" },
+            b.duration,
+            mib(b.size),
+            mib(b.unpacked_size),
+            &b.id[..19.min(b.id.len())]
+        );
+        built.push(b);
+    }
+    print_report(&out, &built);
+    Ok(())
+}
+
+fn print_report(out: &Path, built: &[BuiltImage]) {
+    println!(
+        "{:<14} {:<28} {:>12} {:>12} {:>8}",
+        "IMAGE", "TAG", "ARCHIVE", "UNPACKED", "TIME"
+    );
+    let mut total = 0;
+    for b in built {
+        total += b.size;
+        let time = if b.cached {
+            "cached".to_string()
+        } else {
+            format!("{:.0}s", b.duration.as_secs_f64())
+        };
+        println!(
+            "{:<14} {:<28} {:>12} {:>12} {:>8}",
+            b.name,
+            b.tag,
+            mib(b.size),
+            mib(b.unpacked_size),
+            time
+        );
+    }
+    println!("total {} in {}", mib(total), out.display());
+}
+
+pub fn lock(args: &LockArgs) -> Result<()> {
+    require_root("cargo xtask lock")?;
+    let dir = images_dir();
+    let recipes = load_recipes(&dir).context("reading the image recipes")?;
+    let sets = load_sets(&dir).context("reading the package sets")?;
+    if let Some(name) = &args.only {
+        if !recipes.iter().any(|r| &r.name == name) && !sets.iter().any(|s| &s.name == name) {
+            bail!(
+                "no image recipe or package set named {name} (images: {}; sets: {})",
+                recipes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sets.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let path = lock_path();
+    let mut lock = Lock::load(&path)?;
+    let bootstrap = Mmdebstrap::new(&args.mirror)?;
+    let work = crate::cmd::target_dir().join("image-lock");
+    let done = refresh_lock(
+        &bootstrap,
+        &recipes,
+        &sets,
+        &mut lock,
+        args.only.as_deref(),
+        &work,
+        &mut |line| eprintln!("  {line}"),
+    )?;
+    lock.save(&path)?;
+    for name in &done {
+        let set = lock.set(name)?;
+        println!("{name}: {} packages from {}", set.locked.len(), set.suite());
+    }
+    println!("wrote {}", path.display());
+    Ok(())
 }

@@ -260,7 +260,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let key = if path == "." || path.is_empty() {
+        let key = if path == "." || path == "?" || path.is_empty() {
             "(document)".to_string()
         } else {
             path
