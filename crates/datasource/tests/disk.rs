@@ -10,14 +10,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 use common::{gzip, options};
 use datasource::{fetch, FetchOptions, Source, UserData};
 use serde_json::json;
 
-static DEVICES: Mutex<()> = Mutex::new(());
+static DEVICES: Mutex<()> = Mutex::const_new(());
 
 const USER_DATA: &str = "#cloud-config\nhostname: from-user-data\n";
 const META_DATA_JSON: &str = r#"{"uuid": "83679162-1378-4288-a2d4-70e13ec132aa",
@@ -305,7 +305,7 @@ async fn configdrive_iso_is_found_by_label_and_read() {
         eprintln!("skipping configdrive_iso_is_found_by_label_and_read: {why}");
         return;
     }
-    let _serial = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = DEVICES.lock().await;
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     configdrive_tree(&tree);
@@ -326,7 +326,7 @@ async fn configdrive_fat_is_found_through_a_by_label_link() {
         eprintln!("skipping configdrive_fat_is_found_through_a_by_label_link: {why}");
         return;
     }
-    let _serial = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = DEVICES.lock().await;
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     configdrive_tree(&tree);
@@ -349,7 +349,7 @@ async fn configdrive_on_ext4_is_mounted_with_the_type_blkid_reports() {
         eprintln!("skipping configdrive_on_ext4_is_mounted_with_the_type_blkid_reports: {why}");
         return;
     }
-    let _serial = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = DEVICES.lock().await;
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     configdrive_tree(&tree);
@@ -367,7 +367,7 @@ async fn nocloud_attached_later_is_found_by_label() {
         eprintln!("skipping nocloud_attached_later_is_found_by_label: {why}");
         return;
     }
-    let _serial = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = DEVICES.lock().await;
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     nocloud_tree(&tree);
