@@ -109,8 +109,7 @@ enum Outcome {
     Answered(Fetched),
     Absent,
     Failed(Error),
-    /// Still not available when the task was told to stop (never returned
-    /// in practice: tasks are aborted at the deadline).
+    /// Still not available at the deadline.
     Pending,
 }
 

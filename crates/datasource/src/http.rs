@@ -119,7 +119,8 @@ pub(crate) async fn url(name: &str, url: &str, options: &FetchOptions) -> Attemp
 
 /// EC2 with IMDSv2: a session token from `PUT /latest/api/token`, sent with
 /// every GET. A service that does not know the token call (404, 405) is
-/// read as IMDSv1, without a token.
+/// read as IMDSv1, without a token. A service without `/latest/meta-data/`
+/// is not EC2 (GCE and others answer at the same address): absent.
 pub(crate) async fn ec2(name: &str, base_url: &str, options: &FetchOptions) -> Attempt<Answer> {
     let http = Http::new(name, options)?;
     let base = base(base_url);
@@ -136,10 +137,15 @@ pub(crate) async fn ec2(name: &str, base_url: &str, options: &FetchOptions) -> A
         Some(t) => vec![("X-aws-ec2-metadata-token", t.as_str())],
         None => Vec::new(),
     };
+    let meta = format!("{base}/latest/meta-data");
+    // Every EC2 instance has a meta-data listing; a server without one is
+    // another cloud's metadata service at the same address.
+    if http.get(&format!("{meta}/"), &headers).await?.is_none() {
+        return Err(Fail::Absent(format!("{meta}/ is not there: not EC2")));
+    }
     let user_data = http
         .get(&format!("{base}/latest/user-data"), &headers)
         .await?;
-    let meta = format!("{base}/latest/meta-data");
     let hostname = match http.text(&format!("{meta}/hostname"), &headers).await? {
         Some(h) => Some(h),
         None => {
@@ -173,7 +179,8 @@ pub(crate) async fn ec2(name: &str, base_url: &str, options: &FetchOptions) -> A
 /// GCE: user-data from the instance attribute `user-data`, the hostname,
 /// and SSH keys from the instance's and the project's `ssh-keys` (and the
 /// older `sshKeys`) attributes, whose lines are `USER:KEY`. Project keys are
-/// skipped when the instance sets `block-project-ssh-keys` to true.
+/// skipped when the instance sets `block-project-ssh-keys` to true. A
+/// service without `instance/hostname` is not GCE: absent.
 pub(crate) async fn gce(name: &str, base_url: &str, options: &FetchOptions) -> Attempt<Answer> {
     let http = Http::new(name, options)?;
     let base = format!("{}/computeMetadata/v1", base(base_url));
@@ -181,9 +188,14 @@ pub(crate) async fn gce(name: &str, base_url: &str, options: &FetchOptions) -> A
     let user_data = http
         .get(&format!("{base}/instance/attributes/user-data"), &headers)
         .await?;
-    let hostname = http
-        .text(&format!("{base}/instance/hostname"), &headers)
-        .await?;
+    // Every GCE instance has a hostname; a server without one is another
+    // cloud's metadata service at the same address.
+    let hostname_url = format!("{base}/instance/hostname");
+    let Some(hostname) = http.text(&hostname_url, &headers).await? else {
+        return Err(Fail::Absent(format!(
+            "{hostname_url} is not there: not GCE"
+        )));
+    };
     let block_project = http
         .text(
             &format!("{base}/instance/attributes/block-project-ssh-keys"),
@@ -217,7 +229,7 @@ pub(crate) async fn gce(name: &str, base_url: &str, options: &FetchOptions) -> A
     Ok(Answer {
         user_data,
         metadata: Metadata {
-            hostname,
+            hostname: Some(hostname),
             public_keys,
             ..Metadata::default()
         },
@@ -225,7 +237,8 @@ pub(crate) async fn gce(name: &str, base_url: &str, options: &FetchOptions) -> A
 }
 
 /// DigitalOcean: everything from `/metadata/v1.json` (user_data, hostname,
-/// public_keys, interfaces and dns for the network config).
+/// public_keys, interfaces and dns for the network config). A service
+/// without that document is not DigitalOcean: absent.
 pub(crate) async fn digitalocean(
     name: &str,
     base_url: &str,
@@ -233,13 +246,10 @@ pub(crate) async fn digitalocean(
 ) -> Attempt<Answer> {
     let http = Http::new(name, options)?;
     let url = format!("{}/metadata/v1.json", base(base_url));
-    let body = http.get(&url, &[]).await?.ok_or_else(|| {
-        Fail::Fatal(Error::HttpStatus {
-            source_name: name.to_owned(),
-            url: url.clone(),
-            status: 404,
-        })
-    })?;
+    let body = http
+        .get(&url, &[])
+        .await?
+        .ok_or_else(|| Fail::Absent(format!("{url} is not there: not DigitalOcean")))?;
     let doc: Value = serde_json::from_slice(&body).map_err(|e| Error::Invalid {
         source_name: name.to_owned(),
         what: "metadata",

@@ -151,3 +151,102 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .map_err(err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Source;
+
+    fn fetched(user_data: Option<UserData>, metadata: Metadata) -> Fetched {
+        Fetched {
+            source: Source::Cmdline,
+            user_data,
+            metadata,
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_script_is_executable_and_replaces_an_earlier_cloud_config() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = SavePaths::new(root.path());
+        let cc = UserData::CloudConfig("#cloud-config\nhostname: a\n".into());
+        save(root.path(), &fetched(Some(cc), Metadata::default())).unwrap();
+        assert_eq!(
+            fs::read_to_string(&paths.boot_yml).unwrap(),
+            "#cloud-config\nhostname: a\n"
+        );
+        assert_eq!(mode(&paths.boot_yml), 0o600);
+        assert!(!paths.script.exists());
+
+        let script = UserData::Script(b"#!/bin/sh\ntrue\n".to_vec());
+        save(root.path(), &fetched(Some(script), Metadata::default())).unwrap();
+        assert_eq!(fs::read(&paths.script).unwrap(), b"#!/bin/sh\ntrue\n");
+        assert_eq!(mode(&paths.script), 0o755);
+        assert!(!paths.boot_yml.exists(), "the old boot.yml must go");
+
+        save(root.path(), &fetched(None, Metadata::default())).unwrap();
+        assert!(!paths.script.exists() && !paths.boot_yml.exists());
+        let leftovers: Vec<_> = fs::read_dir(paths.boot_yml.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "no temporary files left: {leftovers:?}"
+        );
+    }
+
+    #[test]
+    fn metadata_is_yaml_and_reads_back_and_network_goes_to_network_yml() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = SavePaths::new(root.path());
+        assert_eq!(load_metadata(root.path()).unwrap(), None);
+        let metadata = Metadata {
+            source: "nocloud".into(),
+            hostname: Some("h1".into()),
+            public_keys: vec!["ssh-ed25519 AAAA k".into()],
+            network: Some(json!({"interfaces": {"eth0": {"dhcp": true}}})),
+        };
+        save(root.path(), &fetched(None, metadata.clone())).unwrap();
+        assert_eq!(
+            fs::read_to_string(&paths.metadata).unwrap(),
+            "source: nocloud\nhostname: h1\npublic_keys:\n- ssh-ed25519 AAAA k\n"
+        );
+        let back = load_metadata(root.path()).unwrap().unwrap();
+        assert_eq!(
+            back,
+            Metadata {
+                network: None,
+                ..metadata.clone()
+            }
+        );
+        let net = fs::read_to_string(&paths.network_yml).unwrap();
+        assert_eq!(
+            net,
+            "#cloud-config\nrancher:\n  network:\n    interfaces:\n      eth0:\n        dhcp: true\n"
+        );
+
+        save(root.path(), &fetched(None, Metadata::default())).unwrap();
+        assert!(
+            !paths.network_yml.exists(),
+            "no network config, no network.yml"
+        );
+    }
+
+    #[test]
+    fn a_broken_metadata_file_is_reported_with_its_path() {
+        let root = tempfile::tempdir().unwrap();
+        let path = SavePaths::new(root.path()).metadata;
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "hostname: [\n").unwrap();
+        let err = load_metadata(root.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{} is invalid", path.display())),
+            "{err}"
+        );
+    }
+}

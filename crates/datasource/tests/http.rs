@@ -31,6 +31,7 @@ async fn ec2_server(user_data: Vec<u8>, token_puts: Arc<AtomicUsize>) -> String 
             return status(StatusCode::UNAUTHORIZED);
         }
         match path {
+            "/latest/meta-data/" => ok("hostname\nlocal-hostname\npublic-keys/"),
             "/latest/user-data" => ok(user_data.clone()),
             "/latest/meta-data/hostname" => ok("ip-10-0-0-7.ec2.internal"),
             "/latest/meta-data/public-keys/" => ok("0=my-key\n1=other"),
@@ -97,13 +98,14 @@ async fn ec2_refusing_the_token_is_reported_not_retried_forever() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let text = err.to_string();
     assert!(text.starts_with("no datasource answered: ec2: "), "{text}");
-    assert!(text.contains("/latest/user-data answered 401"), "{text}");
+    assert!(text.contains("/latest/meta-data/ answered 401"), "{text}");
 }
 
 #[tokio::test]
 async fn ec2_user_data_404_is_an_answer_without_user_data() {
     let base = serve(|method, path, _| match (method.as_str(), path) {
         ("PUT", "/latest/api/token") => ok(TOKEN),
+        (_, "/latest/meta-data/") => ok("hostname"),
         (_, "/latest/meta-data/hostname") => ok("bare"),
         _ => status(StatusCode::NOT_FOUND),
     })
@@ -124,6 +126,9 @@ async fn ec2_user_data_404_is_an_answer_without_user_data() {
 async fn gce_server(block_project_keys: bool) -> String {
     let script = gzip(b"#!/bin/sh\necho from gce\n");
     serve(move |_, path, headers| {
+        if !path.starts_with("/computeMetadata/") {
+            return status(StatusCode::NOT_FOUND);
+        }
         if header(headers, "Metadata-Flavor") != Some("Google") {
             return status(StatusCode::FORBIDDEN);
         }
@@ -170,6 +175,44 @@ async fn gce_gives_a_gzipped_script_hostname_and_instance_and_project_keys() {
             "ssh-rsa AAAAbob bob"
         ]
     );
+}
+
+#[tokio::test]
+async fn metadata_services_of_other_clouds_are_absent_not_answers() {
+    // A GCE-like service: 404 for everything EC2 and DigitalOcean ask.
+    let gce = gce_server(false).await;
+    let started = Instant::now();
+    let got = fetch(
+        &[
+            Source::Ec2 {
+                base_url: gce.clone(),
+            },
+            Source::DigitalOcean {
+                base_url: gce.clone(),
+            },
+        ],
+        &options(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap();
+    assert!(got.is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "absent sources stop polling"
+    );
+    let fetched = fetch(
+        &[
+            Source::Ec2 {
+                base_url: gce.clone(),
+            },
+            Source::Gce { base_url: gce },
+        ],
+        &options(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap()
+    .expect("gce answers");
+    assert!(matches!(fetched.source, Source::Gce { .. }));
 }
 
 #[tokio::test]
