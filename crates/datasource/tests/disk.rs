@@ -384,3 +384,21 @@ async fn nocloud_attached_later_is_found_by_label() {
     let (got, device) = tokio::join!(fetch(&sources, &opts), attach);
     check_device_fetch("ext4", &device.0, got, assert_nocloud);
 }
+
+#[tokio::test]
+async fn nocloud_fat_cidata_is_found_by_label() {
+    if let Some(why) = device_tests_unavailable() {
+        eprintln!("skipping nocloud_fat_cidata_is_found_by_label: {why}");
+        return;
+    }
+    let _serial = DEVICES.lock().await;
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    nocloud_tree(&tree);
+    let image = work.path().join("cidata.img");
+    fat(&tree, "CIDATA", &image);
+    let device = Loop::attach(&image);
+    let sources = [Source::NoCloud { path: None }];
+    let got = fetch(&sources, &scanning(Duration::from_secs(20))).await;
+    check_device_fetch("vfat", &device.0, got, assert_nocloud);
+}
