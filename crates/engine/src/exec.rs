@@ -45,7 +45,12 @@ pub struct RunningExec {
 impl RunningExec {
     /// Waits for the process and records its exit code.
     pub async fn wait(mut self) -> i64 {
-        let code = match self.child.wait().await {
+        let pid = self.child.id();
+        let waited = self.child.wait().await;
+        if let Some(pid) = pid {
+            crate::children::disown(pid);
+        }
+        let code = match waited {
             Ok(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 status
@@ -165,17 +170,18 @@ impl Engine {
         let bytes = serde_json::to_vec(&exec)
             .map_err(|e| Error::internal("cannot encode exec config", e))?;
         fsutil::write_replace(&path, &bytes)?;
-        let child = tokio::process::Command::new(&self.config.shim_exe)
-            .arg("shim")
-            .arg("exec")
-            .arg(&c.dir)
-            .arg(&path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| Error::internal("cannot run the exec shim", e))?;
+        let child = crate::children::spawn(
+            tokio::process::Command::new(&self.config.shim_exe)
+                .arg("shim")
+                .arg("exec")
+                .arg(&c.dir)
+                .arg(&path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(false),
+        )
+        .map_err(|e| Error::internal("cannot run the exec shim", e))?;
         {
             let mut st = inst.state.lock().unwrap_or_else(|e| e.into_inner());
             st.running = true;

@@ -33,6 +33,7 @@
 //! * Logs are the json-file format only.
 
 pub mod api;
+pub mod children;
 pub mod engine;
 pub mod error;
 pub mod exec;

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     let code = match name.as_str() {
         "system-dockerd" => daemon::main(args),
         "system-docker" => engine_client::main(args),
+        // The kernel runs the initrd's /init; stage 2 runs as `init` too.
+        "init" if std::process::id() == 1 => init::main(args),
         _ => dispatch_subcommand(args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -41,6 +43,7 @@ Commands:
   system-docker    client of the system container engine
   config (c)       read and change the cloud-config (ros config --help)
   service (s)      bring up and manage services (ros service --help)
+  init             PID 1 (run by the kernel; ros init --help)
   shim             per-container runtime shim (started by the engine)
   help             show this help
 ";
@@ -75,6 +78,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("system-docker") => engine_client::main(rest),
         Some("config") | Some("c") => config_cmd::main(rest),
         Some("service") | Some("s") => compose::cli::main(rest),
+        Some("init") => init::main(rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");

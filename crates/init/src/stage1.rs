@@ -1,0 +1,510 @@
+//! Stage 1, in the initrd: mounts, modules, system image, state, switch root.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+
+use crate::probe::DeviceSpec;
+use crate::{kmod, loopdev, probe, Error};
+
+/// Labels of the boot media that carry the system image.
+pub const MEDIA_LABELS: &[&str] = &["OXOS", "RANCHER_BOOT"];
+/// Where the system image is on a boot medium.
+pub const SYSTEM_IMAGE: &str = "oxos/system.img";
+/// How long to wait for the boot medium to show up.
+const MEDIA_WAIT: Duration = Duration::from_secs(30);
+
+fn io(what: impl Into<String>) -> impl FnOnce(nix::Error) -> Error {
+    let what = what.into();
+    move |e| Error::Io {
+        what,
+        source: std::io::Error::from(e),
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        what: format!("create {}", path.display()),
+        source,
+    })
+}
+
+/// Mounts `fstype` `source` on `target` (created first).
+pub fn mount_fs(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), Error> {
+    mkdir(target)?;
+    mount(Some(source), target, Some(fstype), flags, data).map_err(io(format!(
+        "mount {source} ({fstype}) on {}",
+        target.display()
+    )))
+}
+
+/// The API file systems every Linux system needs, and cgroup2 with every
+/// controller enabled for the containers below the root.
+pub fn early_mounts() -> Result<(), Error> {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount_fs("proc", Path::new("/proc"), "proc", nosuid, None)?;
+    mount_fs("sysfs", Path::new("/sys"), "sysfs", nosuid, None)?;
+    mount_fs(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    mount_fs(
+        "devpts",
+        Path::new("/dev/pts"),
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("gid=5,mode=620,ptmxmode=666"),
+    )?;
+    mount_fs(
+        "shm",
+        Path::new("/dev/shm"),
+        "tmpfs",
+        nosuid,
+        Some("mode=1777"),
+    )?;
+    mount_fs(
+        "run",
+        Path::new("/run"),
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    mount_fs(
+        "cgroup2",
+        Path::new("/sys/fs/cgroup"),
+        "cgroup2",
+        nosuid,
+        Some("nsdelegate"),
+    )?;
+    enable_controllers(Path::new("/sys/fs/cgroup"));
+    Ok(())
+}
+
+/// Enables every available cgroup v2 controller for the children of `root`.
+pub fn enable_controllers(root: &Path) {
+    let Ok(available) = std::fs::read_to_string(root.join("cgroup.controllers")) else {
+        tracing::warn!("cgroup2: no cgroup.controllers; containers get no resource limits");
+        return;
+    };
+    for controller in available.split_whitespace() {
+        if let Err(e) = std::fs::write(
+            root.join("cgroup.subtree_control"),
+            format!("+{controller}"),
+        ) {
+            tracing::warn!("cgroup2: cannot enable the {controller} controller: {e}");
+        }
+    }
+}
+
+/// Reads the kernel release (`uname -r`).
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Loads every module of the initrd (it holds only what finding the system
+/// image needs). A module that fails is logged; the others still load.
+fn load_initrd_modules(release: &str) {
+    let dir = Path::new("/lib/modules").join(release);
+    let index = match kmod::ModuleIndex::load(&dir) {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::warn!("no initrd modules: {e}");
+            return;
+        }
+    };
+    let names: Vec<String> = index.names().map(str::to_string).collect();
+    let mut failed = 0;
+    for name in &names {
+        if let Err(e) = kmod::load(&index, name, "") {
+            failed += 1;
+            tracing::warn!("{e}");
+        }
+    }
+    tracing::info!(
+        "loaded {} initrd modules ({failed} failed)",
+        names.len() - failed
+    );
+}
+
+/// Polls until `find` gives something or `wait` has passed.
+fn wait_for<T>(wait: Duration, mut find: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = find() {
+            return Some(found);
+        }
+        if start.elapsed() >= wait {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Finds the boot medium, mounts it read-only on `media` and the system image
+/// on `system`.
+fn mount_system_image(media: &Path, system: &Path) -> Result<(), Error> {
+    let sys = Path::new("/sys");
+    let dev = Path::new("/dev");
+    let (device, found) = wait_for(MEDIA_WAIT, || {
+        let devices = probe::block_devices(sys, dev);
+        MEDIA_LABELS
+            .iter()
+            .find_map(|label| probe::find_label(&devices, label))
+    })
+    .ok_or_else(|| {
+        Error::NoDevice(
+            format!("labelled {}", MEDIA_LABELS.join(" or ")),
+            MEDIA_WAIT.as_secs(),
+        )
+    })?;
+    tracing::info!(
+        "boot medium: {} ({}, label {})",
+        device.display(),
+        found.fstype,
+        found.label
+    );
+    mount_fs(
+        &device.to_string_lossy(),
+        media,
+        found.fstype,
+        MsFlags::MS_RDONLY,
+        None,
+    )?;
+    let image = media.join(SYSTEM_IMAGE);
+    let loop_dev = loopdev::attach_read_only(dev, &image)?;
+    mount_fs(
+        &loop_dev.to_string_lossy(),
+        system,
+        "squashfs",
+        MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+        None,
+    )?;
+    tracing::info!(
+        "system image: {} on {}",
+        image.display(),
+        loop_dev.display()
+    );
+    Ok(())
+}
+
+/// What the command line says about the state partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// `rancher.state.dev`.
+    pub dev: String,
+    /// `rancher.state.fstype` (`auto`: what the device holds).
+    pub fstype: String,
+    /// `rancher.state.wait`: wait for the device to show up.
+    pub wait: bool,
+    /// `rancher.state.required`: without it, boot stops.
+    pub required: bool,
+    /// `rancher.state.autoformat`: empty disks that may be formatted.
+    pub autoformat: Vec<String>,
+    /// `rancher.state.directory`: a directory of the state used as the root.
+    pub directory: Option<String>,
+}
+
+impl StateConfig {
+    /// Reads `rancher.state.*` from a config (the command line's layer).
+    pub fn from_config(config: &config::Config) -> Self {
+        let get = |key: &str| config.get(key).ok().flatten().cloned();
+        let text = |key: &str| match get(key) {
+            Some(serde_norway::Value::String(s)) => Some(s),
+            Some(serde_norway::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let flag = |key: &str| {
+            matches!(get(key), Some(serde_norway::Value::Bool(true)))
+                || text(key).is_some_and(|s| s == "true")
+        };
+        let autoformat = match get("rancher.state.autoformat") {
+            Some(serde_norway::Value::Sequence(items)) => items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(serde_norway::Value::String(s)) => vec![s],
+            _ => Vec::new(),
+        };
+        StateConfig {
+            dev: text("rancher.state.dev").unwrap_or_else(|| "LABEL=RANCHER_STATE".into()),
+            fstype: text("rancher.state.fstype").unwrap_or_else(|| "auto".into()),
+            wait: flag("rancher.state.wait"),
+            required: flag("rancher.state.required"),
+            autoformat,
+            directory: text("rancher.state.directory").filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Whether the first MiB of a device is all zeros (an empty disk).
+fn is_empty_disk(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    file.read_exact(&mut buf).is_ok() && buf.iter().all(|b| *b == 0)
+}
+
+/// Mounts the state on `target`; returns false (and mounts a tmpfs there)
+/// when there is none.
+fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
+    let sys = Path::new("/sys");
+    let dev = Path::new("/dev");
+    let found = match DeviceSpec::parse(&state.dev) {
+        Ok(spec) => {
+            let wait = if state.wait {
+                Duration::from_secs(30)
+            } else {
+                Duration::from_secs(3)
+            };
+            wait_for(wait, || spec.find(sys, dev))
+        }
+        Err(e) => {
+            tracing::error!("rancher.state.dev: {e}");
+            None
+        }
+    };
+    if let Some((device, probed)) = found {
+        let fstype = match (state.fstype.as_str(), &probed) {
+            ("auto", Some(p)) => p.fstype.to_string(),
+            ("auto", None) => "ext4".to_string(),
+            (other, _) => other.to_string(),
+        };
+        match mount_fs(
+            &device.to_string_lossy(),
+            target,
+            &fstype,
+            MsFlags::empty(),
+            None,
+        ) {
+            Ok(()) => {
+                tracing::info!("state: {} ({fstype}) mounted", device.display());
+                return Ok(true);
+            }
+            Err(e) => tracing::error!("state: {e}"),
+        }
+    } else {
+        tracing::warn!("state: no device {}", state.dev);
+        for disk in &state.autoformat {
+            let path = PathBuf::from(disk);
+            if path.exists() && is_empty_disk(&path) {
+                tracing::warn!(
+                    "state: {disk} is empty and listed in rancher.state.autoformat, but formatting \
+                     is not supported yet (the system image has no mkfs)"
+                );
+            }
+        }
+    }
+    if state.required {
+        return Err(Error::Other(format!(
+            "rancher.state.required is set and the state {} cannot be mounted",
+            state.dev
+        )));
+    }
+    tracing::warn!("state: none; running from memory, nothing will persist across a reboot");
+    mount_fs(
+        "state",
+        target,
+        "tmpfs",
+        MsFlags::empty(),
+        Some("mode=0755"),
+    )?;
+    Ok(false)
+}
+
+/// Deletes the initrd's files (not crossing into mounts), as switch_root
+/// does, so that their memory is freed.
+fn free_initramfs(dir: &Path, root_dev: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.dev() != root_dev {
+            continue;
+        }
+        if meta.is_dir() {
+            free_initramfs(&path, root_dev);
+            let _ = std::fs::remove_dir(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Moves `/dev`, `/proc`, `/sys`, `/run` into `new_root`, then each of
+/// `keep` (a mount of the initrd, and where it goes in the new root), makes
+/// `new_root` the root, and frees the initrd.
+fn switch_root(new_root: &Path, keep: &[(&Path, &str)]) -> Result<(), Error> {
+    let moves = ["/dev", "/proc", "/sys", "/run"]
+        .iter()
+        .map(|api| (Path::new(*api), *api))
+        .chain(keep.iter().copied());
+    for (from, to) in moves {
+        let target = new_root.join(to.trim_start_matches('/'));
+        mkdir(&target)?;
+        mount(
+            Some(from),
+            &target,
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(io(format!(
+            "move {} to {}",
+            from.display(),
+            target.display()
+        )))?;
+    }
+    let root_dev = std::fs::metadata("/").map(|m| m.dev()).unwrap_or(0);
+    std::env::set_current_dir(new_root).map_err(|source| Error::Io {
+        what: format!("enter {}", new_root.display()),
+        source,
+    })?;
+    free_initramfs(Path::new("/"), root_dev);
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(io("move the new root to /"))?;
+    nix::unistd::chroot(".").map_err(io("chroot into the new root"))?;
+    std::env::set_current_dir("/").map_err(|source| Error::Io {
+        what: "enter /".into(),
+        source,
+    })
+}
+
+/// Stage 1. Ends by executing stage 2; returns only on failure.
+pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
+    early_mounts()?;
+    let release = kernel_release();
+    tracing::info!(
+        "OxOS {} starting on Linux {release} (PID 1, stage 1)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let layers = config::cmdline::parse(&cmdline);
+    let mut merged = layers.kernel.clone();
+    merged.merge(&config::cmdline::parse(&format!("-- {}", after_dashes.join(" "))).after_dashes);
+
+    load_initrd_modules(&release);
+
+    // /sysroot is the new root; the media and system image are mounted
+    // inside its /run once /run has moved, so mount them aside first.
+    let media = Path::new("/media-boot");
+    let system = Path::new("/system");
+    mount_system_image(media, system)?;
+
+    let new_root = Path::new("/sysroot");
+    let state = StateConfig::from_config(&merged);
+    let persistent = mount_state(&state, new_root)?;
+    let root = match &state.directory {
+        Some(dir) => {
+            let root = new_root.join(dir.trim_start_matches('/'));
+            mkdir(&root)?;
+            mount(
+                Some(root.as_path()),
+                new_root,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(io(format!("bind {} as the root", root.display())))?;
+            new_root.to_path_buf()
+        }
+        None => new_root.to_path_buf(),
+    };
+    // /usr from the system image, read-only.
+    let usr = root.join("usr");
+    mkdir(&usr)?;
+    mount(
+        Some(system.join("usr").as_path()),
+        &usr,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io("bind the system image's /usr"))?;
+    let _ = mount(
+        None::<&str>,
+        &usr,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    );
+    if !persistent {
+        std::fs::write(root.join(".oxos-ephemeral"), "state is in memory\n").ok();
+    }
+    // The media and the system image stay reachable under /run/oxos.
+    switch_root(
+        &root,
+        &[(media, "/run/oxos/media"), (system, "/run/oxos/system")],
+    )?;
+    tracing::info!("switched to the new root; starting stage 2");
+    let exe = CString::new("/usr/bin/ros").unwrap_or_default();
+    let mut argv: Vec<CString> = ["init", "init", "--stage2", "--"]
+        .iter()
+        .map(|s| CString::new(*s).unwrap_or_default())
+        .collect();
+    argv.extend(
+        after_dashes
+            .iter()
+            .filter_map(|a| CString::new(a.as_str()).ok()),
+    );
+    match nix::unistd::execv(&exe, &argv) {
+        Ok(never) => match never {},
+        Err(e) => Err(io("run /usr/bin/ros init --stage2")(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_settings_from_the_command_line() {
+        let c = config::cmdline::parse(
+            "console=ttyS0 rancher.state.dev=LABEL=MYSTATE rancher.state.wait \
+             rancher.state.autoformat=[/dev/sda,/dev/vda] rancher.state.directory=/os",
+        );
+        let s = StateConfig::from_config(&c.kernel);
+        assert_eq!(s.dev, "LABEL=MYSTATE");
+        assert!(s.wait);
+        assert!(!s.required);
+        assert_eq!(s.autoformat, ["/dev/sda", "/dev/vda"]);
+        assert_eq!(s.directory.as_deref(), Some("/os"));
+        let d = StateConfig::from_config(&config::cmdline::parse("quiet").kernel);
+        assert_eq!(d.dev, "LABEL=RANCHER_STATE");
+        assert_eq!(d.fstype, "auto");
+        assert!(!d.wait);
+    }
+
+    #[test]
+    fn an_empty_disk_is_all_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("d");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(2 << 20)
+            .unwrap();
+        assert!(is_empty_disk(&disk));
+        std::fs::write(&disk, b"data").unwrap();
+        assert!(!is_empty_disk(&disk));
+    }
+}

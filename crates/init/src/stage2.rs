@@ -1,0 +1,271 @@
+//! Stage 2, in the new root: the system engine in PID 1, the `os` services,
+//! reaping, shutdown.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::Root;
+use nix::mount::MsFlags;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{reaper, Error};
+
+/// The system engine's socket.
+pub const SOCKET: &str = "/var/run/system-docker.sock";
+/// The system engine's data.
+pub const DATA_ROOT: &str = "/var/lib/system-docker";
+/// The binary the engine re-executes as the per-container shim.
+pub const ROS: &str = "/usr/bin/ros";
+
+/// How a shutdown ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Restart the machine.
+    Reboot,
+    /// Turn it off.
+    PowerOff,
+    /// Stop it without turning it off.
+    Halt,
+}
+
+/// The directories of a running system, and /var/run as a link to /run.
+fn prepare_root() {
+    for dir in [
+        "/etc",
+        "/tmp",
+        "/home",
+        "/opt",
+        "/mnt",
+        "/media",
+        "/var/log",
+        "/var/lib/rancher/conf/cloud-config.d",
+        "/var/lib/rancher/cache",
+        "/var/lib/rancher/preload/system-docker",
+        "/var/lib/rancher/preload/docker",
+        DATA_ROOT,
+    ] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!("cannot create {dir}: {e}");
+        }
+    }
+    let var_run = Path::new("/var/run");
+    if std::fs::symlink_metadata(var_run).is_err() {
+        if let Err(e) = std::os::unix::fs::symlink("../run", var_run) {
+            tracing::warn!("cannot link /var/run to /run: {e}");
+        }
+    }
+    if let Err(e) = nix::mount::mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    ) {
+        tracing::warn!("cannot mount /tmp: {e}");
+    }
+}
+
+/// Saves the args after `--` as cloud-config.d/init.yml and sets the hostname
+/// from the merged config.
+fn apply_early_config(after_dashes: &[String]) {
+    let root = Root::default();
+    let line = format!("-- {}", after_dashes.join(" "));
+    if let Err(e) =
+        config::layers::save_init_yml(&root, &config::cmdline::parse(&line).after_dashes)
+    {
+        tracing::error!("cannot save the args after --: {e}");
+    }
+    match config::load(&root) {
+        Ok(merged) => {
+            if let Ok(Some(serde_norway::Value::String(name))) = merged.get("hostname") {
+                match nix::unistd::sethostname(name) {
+                    Ok(()) => tracing::info!("hostname: {name}"),
+                    Err(e) => tracing::error!("cannot set the hostname {name}: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::error!("config: {e}"),
+    }
+}
+
+/// Stage 2. Never returns but by rebooting or powering off.
+pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
+    let started = Instant::now();
+    tracing::info!(
+        "OxOS {} stage 2 (PID 1 is {ROS})",
+        env!("CARGO_PKG_VERSION")
+    );
+    prepare_root();
+    apply_early_config(after_dashes);
+    engine::memory::limit_arenas();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: "start the async runtime".into(),
+            source,
+        })?;
+    let how = rt.block_on(serve(started));
+    shutdown(how)
+}
+
+async fn serve(started: Instant) -> Shutdown {
+    // Reap orphans from the start, whatever else fails.
+    tokio::spawn(async {
+        let Ok(mut sigchld) = signal(SignalKind::child()) else {
+            tracing::error!("cannot watch SIGCHLD: orphans will not be reaped");
+            return;
+        };
+        loop {
+            reaper::reap_orphans();
+            sigchld.recv().await;
+        }
+    });
+
+    let engine = start_engine().await;
+    if engine.is_some() {
+        bring_up_services(started).await;
+    }
+    let how = wait_for_shutdown().await;
+    tracing::info!("shutting down ({how:?}): stopping the system services");
+    if let Some(engine) = engine {
+        engine.stop_all(10).await;
+    }
+    how
+}
+
+/// Opens the engine and serves its API from PID 1. An engine that cannot
+/// start is logged; PID 1 goes on (reaping, shutdown).
+async fn start_engine() -> Option<Arc<engine::Engine>> {
+    let mut config = engine::Config::new(DATA_ROOT);
+    config.shim_exe = ROS.into();
+    let engine = match engine::Engine::open(config) {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::error!("system engine: cannot open {DATA_ROOT}: {e}");
+            return None;
+        }
+    };
+    let listener = match engine::server::bind(Path::new(SOCKET)) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("system engine: cannot listen on {SOCKET}: {e}");
+            return None;
+        }
+    };
+    let served = engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = engine::server::serve(served, listener, std::future::pending::<()>()).await
+        {
+            tracing::error!("system engine: the API stopped: {e}");
+        }
+    });
+    tracing::info!("system engine serving on unix://{SOCKET}");
+    Some(engine)
+}
+
+/// Brings up the `os` project of the merged config.
+async fn bring_up_services(started: Instant) {
+    let root = Root::default();
+    let (project, env) = match compose::cli::load_project(&root) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("services: {e}");
+            return;
+        }
+    };
+    let progress = |line: &str| tracing::info!("{line}");
+    let ctx = compose::up::Context {
+        project: "os".into(),
+        engines: compose::up::Engines {
+            system: SOCKET.into(),
+            user: "/var/run/docker.sock".into(),
+        },
+        env,
+        progress: &progress,
+    };
+    let mut reload = move || compose::cli::load_project(&root);
+    match compose::up::up(&ctx, &project, &[], Some(&mut reload)).await {
+        Ok(steps) => {
+            let failed: Vec<&str> = steps
+                .iter()
+                .filter(|s| matches!(s.outcome, compose::up::Outcome::Failed(_)))
+                .map(|s| s.service.as_str())
+                .collect();
+            if failed.is_empty() {
+                tracing::info!(
+                    "OxOS is up: {} services in {:.1} s",
+                    steps.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            } else {
+                tracing::warn!(
+                    "OxOS is up with failed services: {} (see ros service logs)",
+                    failed.join(", ")
+                );
+            }
+        }
+        Err(e) => tracing::error!("services: {e}"),
+    }
+}
+
+/// Waits for the signal that asks for a shutdown: SIGINT (ctrl-alt-del)
+/// and SIGTERM reboot, SIGUSR1 halts, SIGUSR2 powers off.
+async fn wait_for_shutdown() -> Shutdown {
+    // ctrl-alt-del sends SIGINT to PID 1 instead of rebooting at once.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+    let signals = [
+        (SignalKind::interrupt(), Shutdown::Reboot),
+        (SignalKind::terminate(), Shutdown::Reboot),
+        (SignalKind::user_defined1(), Shutdown::Halt),
+        (SignalKind::user_defined2(), Shutdown::PowerOff),
+    ];
+    let mut streams = Vec::new();
+    for (kind, how) in signals {
+        match signal(kind) {
+            Ok(s) => streams.push((s, how)),
+            Err(e) => tracing::error!("cannot watch {kind:?}: {e}"),
+        }
+    }
+    if streams.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let waits = streams.into_iter().map(|(mut s, how)| {
+        Box::pin(async move {
+            s.recv().await;
+            how
+        })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
+/// Syncs, makes the root read-only, and reboots, halts or powers off.
+fn shutdown(how: Shutdown) -> ! {
+    nix::unistd::sync();
+    // Give processes that did not stop a last chance to be reaped.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), nix::sys::signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), nix::sys::signal::SIGKILL);
+    reaper::reap_all_blocking();
+    nix::unistd::sync();
+    match nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    ) {
+        Ok(()) => tracing::info!("state file system is clean (remounted read-only)"),
+        Err(e) => tracing::error!("cannot remount / read-only: {e}"),
+    }
+    let mode = match how {
+        Shutdown::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+        Shutdown::PowerOff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        Shutdown::Halt => nix::sys::reboot::RebootMode::RB_HALT_SYSTEM,
+    };
+    tracing::info!("{how:?} now");
+    let err = nix::sys::reboot::reboot(mode);
+    crate::halt_here(&format!("reboot(2) failed: {err:?}"))
+}
