@@ -269,7 +269,7 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
     let found = match DeviceSpec::parse(&state.dev) {
         Ok(spec) => {
             let wait = if state.wait {
-                Duration::from_secs(30)
+                Duration::from_secs(10)
             } else {
                 Duration::from_secs(3)
             };
