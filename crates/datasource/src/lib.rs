@@ -22,7 +22,8 @@
 //! - [`fetch`] polls every source at once on tokio tasks. A source that is
 //!   not available yet (connection refused, HTTP 5xx, device missing) is
 //!   retried with a doubling wait; one that can never answer (`cmdline`
-//!   without `cloud-config-url=`) stops; one that fails for good (bad
+//!   without `cloud-config-url=`, or another cloud's metadata service at
+//!   the shared 169.254.169.254) stops; one that fails for good (bad
 //!   user-data, HTTP 403) stops and is reported. The first answer wins;
 //!   answers ready at the same moment go by list order. The overall
 //!   timeout bounds everything: a server that accepts and never replies is
@@ -77,6 +78,9 @@
 //! - A blocking read of a device that hangs keeps its worker thread after
 //!   the timeout (the fetch itself returns on time).
 //! - User-data is limited to 64 MiB once decompressed.
+//! - "Answers ready at the same moment" means answers that have arrived
+//!   by the time the first one is handled; there is no grace period in
+//!   which a source earlier in the list could still overtake.
 
 mod disk;
 mod error;

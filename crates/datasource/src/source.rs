@@ -227,6 +227,18 @@ mod tests {
     }
 
     #[test]
+    fn only_network_free_sources_are_local() {
+        let local: Vec<String> = Source::all()
+            .into_iter()
+            .filter(Source::is_local)
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(local, ["configdrive:/media/config-2", "cmdline", "nocloud"]);
+        assert!(Source::File("/x".into()).is_local());
+        assert!(!Source::Url("http://x".into()).is_local());
+    }
+
+    #[test]
     fn url_keeps_its_own_colons() {
         let source: Source = "url:http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(source, Source::Url("http://127.0.0.1:8080/x".into()));
