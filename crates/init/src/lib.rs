@@ -46,6 +46,7 @@
 
 pub mod kmod;
 pub mod loopdev;
+pub mod power;
 pub mod probe;
 pub mod reaper;
 pub mod stage1;

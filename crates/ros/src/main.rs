@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         "system-docker" => engine_client::main(args),
         // The kernel runs the initrd's /init; stage 2 runs as `init` too.
         "init" if std::process::id() == 1 => init::main(args),
+        "reboot" | "poweroff" | "halt" | "shutdown" => power(&name, &args),
         _ => dispatch_subcommand(args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -44,6 +45,8 @@ Commands:
   config (c)       read and change the cloud-config (ros config --help)
   service (s)      bring up and manage services (ros service --help)
   init             PID 1 (run by the kernel; ros init --help)
+  reboot, poweroff, halt, shutdown
+                   ask PID 1 for an orderly shutdown (-f: at once)
   shim             per-container runtime shim (started by the engine)
   help             show this help
 ";
@@ -79,6 +82,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("config") | Some("c") => config_cmd::main(rest),
         Some("service") | Some("s") => compose::cli::main(rest),
         Some("init") => init::main(rest),
+        Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -93,6 +97,16 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
             2
         }
     }
+}
+
+/// `reboot`, `poweroff`, `halt`, `shutdown` (`args[0]` is the command).
+fn power(name: &str, args: &[OsString]) -> i32 {
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    init::power::main(name, &words)
 }
 
 /// `ros shim run DIR` and `ros shim exec DIR EXEC_JSON`. Not meant to be run by
