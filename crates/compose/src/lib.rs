@@ -48,10 +48,12 @@
 
 pub mod cli;
 pub mod container;
+pub mod include;
 mod project;
 mod service;
 pub mod up;
 
+pub use include::{Included, Includes, Index};
 pub use project::Project;
 pub use service::{
     CommandLine, KeyValues, Service, Ulimit, LABEL_AFTER, LABEL_BEFORE, LABEL_CREATEONLY,
@@ -124,6 +126,64 @@ pub enum ComposeError {
     /// The configuration the project comes from could not be read.
     #[error(transparent)]
     Config(#[from] config::Error),
+    /// The HTTP client for `services_include` downloads could not be made.
+    #[error("cannot create the http client for services_include: {0}")]
+    HttpClient(String),
+    /// A `services_include` key is not a name, an absolute path or a URL.
+    #[error("services_include {entry:?}: {reason}")]
+    IncludeInvalidName {
+        /// The key.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `services_include` entry is in none of the places searched.
+    #[error("services_include {entry}: not found in {searched}")]
+    IncludeNotFound {
+        /// The key.
+        entry: String,
+        /// The repositories (name and URL) or the location searched.
+        searched: String,
+    },
+    /// A `services_include` entry could not be read and is not cached.
+    #[error("services_include {entry}: cannot load {location}: {reason}")]
+    IncludeUnavailable {
+        /// The key.
+        entry: String,
+        /// The path or URL tried.
+        location: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A `services_include` entry is not a valid compose document.
+    #[error("services_include {entry} ({location}): {source}")]
+    IncludeInvalid {
+        /// The key.
+        entry: String,
+        /// The path or URL it came from.
+        location: String,
+        /// What is wrong with the document.
+        #[source]
+        source: Box<ComposeError>,
+    },
+    /// A repository's index.yml could not be read and is not cached.
+    #[error("service index {repository}: cannot load {location}: {reason}")]
+    IndexUnavailable {
+        /// The repository's name.
+        repository: String,
+        /// The path or URL of its index.yml.
+        location: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A repository's index.yml is not a list of entries.
+    #[error("service index {location}: {reason}")]
+    IndexInvalid {
+        /// The path or URL of the index.yml.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 #[cfg(test)]
