@@ -82,6 +82,7 @@
 //!   by the time the first one is handled; there is no grace period in
 //!   which a source earlier in the list could still overtake.
 
+pub mod cli;
 mod disk;
 mod error;
 mod fetch;

@@ -44,6 +44,7 @@ Commands:
   system-docker    client of the system container engine
   config (c)       read and change the cloud-config (ros config --help)
   service (s)      bring up and manage services (ros service --help)
+  cloud-init-save  fetch user-data and metadata from the datasources
   init             PID 1 (run by the kernel; ros init --help)
   reboot, poweroff, halt, shutdown
                    ask PID 1 for an orderly shutdown (-f: at once)
@@ -82,6 +83,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("config") | Some("c") => config_cmd::main(rest),
         Some("service") | Some("s") => compose::cli::main(rest),
         Some("init") => init::main(rest),
+        Some("cloud-init-save") => datasource::cli::main(rest),
         Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
