@@ -90,6 +90,96 @@ fn apply_early_config(after_dashes: &[String]) {
     }
 }
 
+/// Modules the running system needs whatever the config says: overlayfs
+/// for the engine, FAT and ISO 9660 for config drives.
+const BASE_MODULES: &[&str] = &["overlay", "vfat", "nls_cp437", "nls_iso8859_1", "isofs"];
+
+/// Loads the base modules and `rancher.modules` from the system image.
+fn load_modules(merged: Option<&config::Config>) {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/usr/lib/modules").join(&release);
+    let index = match crate::kmod::ModuleIndex::load(&dir) {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::error!("modules: {e}");
+            return;
+        }
+    };
+    let mut wanted: Vec<String> = BASE_MODULES.iter().map(|m| m.to_string()).collect();
+    if let Some(Ok(Some(serde_norway::Value::Sequence(list)))) =
+        merged.map(|m| m.get("rancher.modules"))
+    {
+        wanted.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
+    }
+    for entry in wanted {
+        // "name param=value ..." as in /etc/modules.
+        let (name, params) = entry.split_once(' ').unwrap_or((entry.as_str(), ""));
+        match crate::kmod::load(&index, name, params) {
+            Ok(()) => tracing::debug!("module {name} loaded"),
+            Err(e) => tracing::warn!("modules: {e}"),
+        }
+    }
+}
+
+/// Links /dev/disk/by-label/LABEL to each labelled block device, as udev
+/// would: the datasources find config drives there.
+fn link_labels() {
+    let dir = Path::new("/dev/disk/by-label");
+    let _ = std::fs::create_dir_all(dir);
+    for device in crate::probe::block_devices(Path::new("/sys"), Path::new("/dev")) {
+        let Some(found) = crate::probe::probe(&device) else {
+            continue;
+        };
+        if found.label.is_empty() || found.label.contains('/') {
+            continue;
+        }
+        let link = dir.join(&found.label);
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink(&device, &link) {
+            tracing::warn!("cannot link {}: {e}", link.display());
+        }
+    }
+}
+
+/// Fetches user-data from the datasources that need no network (the
+/// command line, files, config drives) and saves it for the config layers.
+async fn cloud_init_save_local() {
+    let root = Root::default();
+    let entries: Vec<String> = match config::load(&root).ok().and_then(|m| {
+        m.get("rancher.cloud_init.datasources")
+            .ok()
+            .flatten()
+            .cloned()
+    }) {
+        Some(serde_norway::Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let list = datasource::parse_sources(&entries);
+    for problem in &list.problems {
+        tracing::warn!("datasources: {problem}");
+    }
+    let local: Vec<_> = list.sources.into_iter().filter(|s| s.is_local()).collect();
+    if local.is_empty() {
+        return;
+    }
+    let mut options = datasource::FetchOptions::new(Duration::from_secs(5))
+        .with_cmdline(std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    options.scan_labels = false;
+    match datasource::fetch(&local, &options).await {
+        Ok(Some(fetched)) => match datasource::save(Path::new("/"), &fetched) {
+            Ok(()) => tracing::info!("user-data from {} saved", fetched.source),
+            Err(e) => tracing::error!("cannot save user-data from {}: {e}", fetched.source),
+        },
+        Ok(None) => tracing::info!("no local datasource answered"),
+        Err(e) => tracing::warn!("datasources: {e}"),
+    }
+}
+
 /// Stage 2. Never returns but by rebooting or powering off.
 pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
     let started = Instant::now();
@@ -98,7 +188,8 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         env!("CARGO_PKG_VERSION")
     );
     prepare_root();
-    apply_early_config(after_dashes);
+    load_modules(config::load(&Root::default()).ok().as_ref());
+    link_labels();
     engine::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,6 +198,8 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
             what: "start the async runtime".into(),
             source,
         })?;
+    rt.block_on(cloud_init_save_local());
+    apply_early_config(after_dashes);
     let how = rt.block_on(serve(started));
     shutdown(how)
 }
