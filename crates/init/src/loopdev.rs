@@ -47,10 +47,18 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-/// Attaches `file` read-only to a free loop device under `dev`; returns the
-/// device path. The device detaches itself when its last user (the mount)
-/// goes away.
-pub fn attach_read_only(dev: &Path, file: &Path) -> Result<PathBuf, Error> {
+/// A loop device attached to a file, held open: with autoclear, the device
+/// detaches when its last user closes it, so keep this until the device is
+/// mounted (the mount then holds it).
+pub struct Attached {
+    /// The device, e.g. /dev/loop0.
+    pub device: PathBuf,
+    _held: std::fs::File,
+}
+
+/// Attaches `file` read-only to a free loop device under `dev`. The device
+/// detaches itself when its last user (the mount) goes away.
+pub fn attach_read_only(dev: &Path, file: &Path) -> Result<Attached, Error> {
     let control = std::fs::File::open(dev.join("loop-control"))
         .map_err(io(format!("open {}/loop-control", dev.display())))?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
@@ -104,7 +112,10 @@ pub fn attach_read_only(dev: &Path, file: &Path) -> Result<PathBuf, Error> {
             device.display()
         ))(std::io::Error::last_os_error()));
     }
-    Ok(device)
+    Ok(Attached {
+        device,
+        _held: loop_dev,
+    })
 }
 
 #[cfg(test)]

@@ -186,7 +186,8 @@ fn mount_system_image(media: &Path, system: &Path) -> Result<(), Error> {
         None,
     )?;
     let image = media.join(SYSTEM_IMAGE);
-    let loop_dev = loopdev::attach_read_only(dev, &image)?;
+    let attached = loopdev::attach_read_only(dev, &image)?;
+    let loop_dev = attached.device.clone();
     mount_fs(
         &loop_dev.to_string_lossy(),
         system,
