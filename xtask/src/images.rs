@@ -52,7 +52,8 @@ pub fn lock_path() -> PathBuf {
 }
 
 /// `SOURCE_DATE_EPOCH` if set, else the time of the last commit that
-/// changed `images/` (stable across unrelated commits), else 0.
+/// changed the package lock (stable across unrelated commits, and a lock
+/// refresh rebuilds anyway), else 0.
 pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
         return v
@@ -61,7 +62,7 @@ pub fn source_date_epoch() -> Result<u64> {
             .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
     }
     let out = Command::new("git")
-        .args(["log", "-1", "--format=%ct", "--", "images"])
+        .args(["log", "-1", "--format=%ct", "--", "images/packages.lock"])
         .current_dir(workspace_root())
         .output();
     Ok(out

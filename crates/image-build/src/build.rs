@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::debian::{installed_packages, remove_downloaded_debs, Bootstrap};
+use crate::debian::{installed_packages, remove_downloaded_debs, remove_package_files, Bootstrap};
 use crate::error::{Error, Result};
 use crate::lock::{Lock, PackageSet};
 use crate::oci::{image_config, write_archive};
@@ -165,6 +165,14 @@ impl Builder<'_> {
             progress,
         )?;
         check_installed(&recipe.name, set, &installed_packages(&root)?)?;
+        if !recipe.exclude.is_empty() {
+            progress(&format!(
+                "{}: dropping {}",
+                recipe.name,
+                recipe.exclude.join(", ")
+            ));
+            remove_package_files(&recipe.name, &root, &recipe.exclude)?;
+        }
         remove_downloaded_debs(&root)?;
         let files = recipe.files_dir();
         if files.exists() {

@@ -270,6 +270,87 @@ pub(crate) fn remove_downloaded_debs(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes from an extracted root the files of the packages `exclude`
+/// names, listed from their `.deb` in the apt cache (`dpkg-deb
+/// --fsys-tarfile`). Directories are kept (other packages may share
+/// them); a package that is not in the cache is an error.
+pub fn remove_package_files(name: &str, root: &Path, exclude: &[String]) -> Result<()> {
+    let archives = root.join("var/cache/apt/archives");
+    for pkg in exclude {
+        let prefix = format!("{pkg}_");
+        let deb = fs::read_dir(&archives)
+            .map_err(|e| Error::io("read directory", &archives, e))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+            })
+            .ok_or_else(|| Error::Tool {
+                step: format!("exclude of {name}"),
+                reason: format!("{pkg} is not among the extracted packages"),
+            })?;
+        let mut child = Command::new("dpkg-deb")
+            .arg("--fsys-tarfile")
+            .arg(&deb)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Tool {
+                step: format!("dpkg-deb --fsys-tarfile {}", deb.display()),
+                reason: e.to_string(),
+            })?;
+        let mut files = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let mut ar = tar::Archive::new(out);
+            let entries = ar.entries().map_err(|e| Error::io("read", &deb, e))?;
+            for e in entries {
+                let e = e.map_err(|e| Error::io("read", &deb, e))?;
+                if e.header().entry_type().is_dir() {
+                    continue;
+                }
+                let p = e.path().map_err(|e| Error::io("read", &deb, e))?;
+                files.push(p.into_owned());
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|e| Error::io("wait for dpkg-deb on", &deb, e))?;
+        if !status.success() {
+            return Err(Error::Tool {
+                step: format!("dpkg-deb --fsys-tarfile {}", deb.display()),
+                reason: format!("exited with {status}"),
+            });
+        }
+        for f in files {
+            let rel: std::path::PathBuf = f
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            if rel.as_os_str().is_empty() {
+                continue;
+            }
+            let target = root.join(&rel);
+            // Only the entry itself is removed, never what a symlink on the
+            // way points to: a parent that is a symlink is skipped.
+            let through_link = rel.ancestors().skip(1).any(|a| {
+                !a.as_os_str().is_empty()
+                    && fs::symlink_metadata(root.join(a)).is_ok_and(|m| m.file_type().is_symlink())
+            });
+            if through_link {
+                continue;
+            }
+            match fs::symlink_metadata(&target) {
+                Ok(m) if !m.is_dir() => {
+                    fs::remove_file(&target).map_err(|e| Error::io("remove", &target, e))?
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Installed packages of a dpkg status file. deb822 paragraphs are simple
 /// enough that only `Package`, `Status` and `Version` need reading; a
 /// full control-file parser would add nothing here.
@@ -361,5 +442,52 @@ mod tests {
             Some(("busybox".into(), "9.9".into()))
         );
         assert_eq!(missing_version("E: Unable to locate package foo"), None);
+    }
+
+    #[test]
+    fn excluded_packages_lose_their_files_but_keep_shared_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A real .deb, made with dpkg-deb like the archive's.
+        let pkg = tmp.path().join("pkg");
+        fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        fs::write(
+            pkg.join("DEBIAN/control"),
+            "Package: perl-base\nVersion: 5.40-1\nArchitecture: amd64\n\
+             Maintainer: x <x@example.org>\nDescription: test\n",
+        )
+        .unwrap();
+        fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+        fs::write(pkg.join("usr/bin/perl"), "perl").unwrap();
+        std::os::unix::fs::symlink("perl", pkg.join("usr/bin/perl5")).unwrap();
+        let root = tmp.path().join("root");
+        let archives = root.join("var/cache/apt/archives");
+        fs::create_dir_all(&archives).unwrap();
+        let deb = archives.join("perl-base_5.40-1_amd64.deb");
+        let st = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(&deb)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // The root as extraction left it, with another package's file.
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        fs::write(root.join("usr/bin/perl"), "perl").unwrap();
+        std::os::unix::fs::symlink("perl", root.join("usr/bin/perl5")).unwrap();
+        fs::write(root.join("usr/bin/busybox"), "bb").unwrap();
+
+        remove_package_files("img", &root, &["perl-base".to_string()]).unwrap();
+        assert!(!root.join("usr/bin/perl").exists());
+        assert!(fs::symlink_metadata(root.join("usr/bin/perl5")).is_err());
+        assert!(root.join("usr/bin/busybox").exists(), "other files stay");
+
+        let e = remove_package_files("img", &root, &["debconf".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "exclude of img failed: debconf is not among the extracted packages"
+        );
     }
 }

@@ -81,6 +81,8 @@ struct RecipeFile {
     variant: String,
     packages: Vec<String>,
     #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
     hooks: Vec<String>,
     #[serde(default)]
     cleanup: Vec<String>,
@@ -103,6 +105,10 @@ pub struct Recipe {
     /// Tag version; when absent the builder's default (the OxOS version).
     pub version: Option<String>,
     pub request: PackageRequest,
+    /// Packages (of an `extract` image) whose files are removed after
+    /// extraction: dependencies only maintainer scripts need (perl-base,
+    /// debconf, adduser). They stay in the lock.
+    pub exclude: Vec<String>,
     /// Shell commands run on the build host after the packages and files are
     /// in place, as `sh -c HOOK sh ROOT` (the root directory is `$1`).
     pub hooks: Vec<String>,
@@ -140,6 +146,19 @@ impl Recipe {
         for (i, c) in raw.cleanup.iter().enumerate() {
             check_cleanup(c).map_err(|e| Error::recipe(file, format!("cleanup[{i}]"), e))?;
         }
+        for (i, p) in raw.exclude.iter().enumerate() {
+            check_package_name(p).map_err(|e| Error::recipe(file, format!("exclude[{i}]"), e))?;
+        }
+        if !raw.exclude.is_empty() && request.variant != "extract" {
+            return Err(Error::recipe(
+                file,
+                "exclude",
+                format!(
+                    "no exclude list with variant {} (only extract images can drop packages)",
+                    request.variant
+                ),
+            ));
+        }
         for (i, h) in raw.hooks.iter().enumerate() {
             if h.trim().is_empty() {
                 return Err(Error::recipe(
@@ -156,6 +175,7 @@ impl Recipe {
             description: raw.description,
             version: raw.version,
             request,
+            exclude: raw.exclude,
             hooks: raw.hooks,
             cleanup: raw.cleanup,
             config: raw.config,
@@ -528,6 +548,16 @@ config:
                 "suite: trixie\npackages: [a1]\nhooks: [\" \"]\n",
                 "hooks[0]",
                 "non-empty shell command",
+            ),
+            (
+                "suite: trixie\npackages: [a1]\nexclude: [perl-base]\n",
+                "exclude",
+                "only extract images",
+            ),
+            (
+                "suite: trixie\nvariant: extract\npackages: [a1]\nexclude: [\"x y\"]\n",
+                "exclude[0]",
+                "Debian package name",
             ),
             ("", "(document)", "empty file"),
         ];
