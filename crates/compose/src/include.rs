@@ -402,6 +402,20 @@ impl Includes {
     }
 }
 
+/// The `rancher.repositories` of the config model as [`Includes`] takes
+/// them: name -> URL, without the repositories that have no URL.
+pub fn repository_urls(
+    repositories: &BTreeMap<String, config::model::Repository>,
+) -> BTreeMap<String, String> {
+    repositories
+        .iter()
+        .filter_map(|(name, repo)| {
+            let url = repo.url.as_deref()?.trim();
+            (!url.is_empty()).then(|| (name.clone(), url.to_owned()))
+        })
+        .collect()
+}
+
 fn included(entry: &str, location: &Location, fetched: Fetched) -> Result<Included, ComposeError> {
     let project =
         Project::from_yaml(&fetched.text).map_err(|source| ComposeError::IncludeInvalid {
@@ -542,6 +556,20 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn repositories_of_the_config() {
+        let cfg = config::Config::parse(
+            "rancher:\n  repositories:\n    core: {url: 'https://h/os-services'}\n    empty: {}\n    blank: {url: ''}\n",
+            Path::new("c.yml"),
+        )
+        .unwrap();
+        let model: config::model::CloudConfig = cfg.typed().unwrap();
+        assert_eq!(
+            repository_urls(&model.rancher.repositories),
+            map(&[("core", "https://h/os-services".to_owned())])
+        );
     }
 
     #[test]
