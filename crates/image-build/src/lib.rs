@@ -80,9 +80,12 @@
 //! ## Limitations
 //!
 //! - One layer per image: images do not share a base layer.
-//! - `extract` images get every `Depends` of their packages, including
-//!   those only maintainer scripts need (adduser, debconf, perl-base);
-//!   there is no exclude list yet.
+//! - `extract` images get every `Depends` of their packages; the recipe's
+//!   `exclude` list drops the files of those only maintainer scripts need
+//!   (adduser, debconf, ...), but what a program really needs is checked
+//!   only by the recipe's hooks (running it in a chroot).
+//! - Cleanup globs run after the hooks; the lock pins Debian's packages
+//!   but not what hooks fetch (hooks should not fetch).
 //! - Extended attributes are not packed (file capabilities are lost);
 //!   only overlayfs opaque markers are turned into `.wh..wh..opq`.
 //! - Pins name versions of the suite's current archive only; there is no
