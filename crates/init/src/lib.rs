@@ -77,13 +77,26 @@ pub enum Error {
     Other(String),
 }
 
+/// Log lines carry the time since the machine booted (CLOCK_BOOTTIME), the
+/// same clock as the kernel's messages, also across the re-exec of stage 2.
+struct SinceBoot;
+
+impl tracing_subscriber::fmt::time::FormatTime for SinceBoot {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+            .unwrap_or(0.0);
+        write!(w, "[{t:12.6}]")
+    }
+}
+
 /// Installs the console log: lines with the time since boot, no colours.
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             "info,libcontainer=warn,libcgroups=warn",
         ))
-        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_timer(SinceBoot)
         .with_ansi(false)
         .with_target(false)
         .with_writer(std::io::stderr)

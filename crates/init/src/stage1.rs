@@ -459,7 +459,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
     )?;
     tracing::info!("switched to the new root; starting stage 2");
     let exe = CString::new("/usr/bin/ros").unwrap_or_default();
-    let mut argv: Vec<CString> = ["init", "init", "--stage2", "--"]
+    let mut argv: Vec<CString> = ["init", "--stage2", "--"]
         .iter()
         .map(|s| CString::new(*s).unwrap_or_default())
         .collect();
