@@ -282,6 +282,18 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
 }
 
+/// Hard-links `from` to `to` (replacing `to`), copying when a link is not
+/// possible (e.g. `dist/` on another file system).
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_file(to).with_context(|| format!("cannot remove {}", to.display()))?;
+    }
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    copy(from, to)
+}
+
 fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path)
         .with_context(|| format!("cannot stat {}", path.display()))?
@@ -301,6 +313,28 @@ fn tree_size(dir: &Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Copies the tree `from` into `to` (directories, regular files, symlinks).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    mkdirs(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(&src)?;
+            std::os::unix::fs::symlink(&target, &dst)
+                .with_context(|| format!("cannot create symlink {}", dst.display()))?;
+        } else {
+            copy(&src, &dst)?;
+        }
+    }
+    Ok(())
 }
 
 /// Paths below `dir` relative to it, directories before their contents,
@@ -360,22 +394,40 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
         initrd_modules.len()
     );
 
+    // Module staging: the selected modules with their own depmod, kept
+    // apart from ros so that a changed ros does not stage them again.
+    let module_list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join("\n");
+    let system_modules_key = key(&[
+        RECIPE.as_bytes(),
+        kernel_key.as_bytes(),
+        module_list(&system_modules).as_bytes(),
+    ]);
+    let system_modules_dir = cache.step("modules-system", &system_modules_key, |dir| {
+        stage_modules(&k, &system_modules, &dir.join("usr"))
+    })?;
+    let initrd_modules_key = key(&[
+        RECIPE.as_bytes(),
+        kernel_key.as_bytes(),
+        module_list(&initrd_modules).as_bytes(),
+    ]);
+    let initrd_modules_dir = cache.step("modules-initrd", &initrd_modules_key, |dir| {
+        stage_modules(&k, &initrd_modules, dir)
+    })?;
+
     // The static ros.
     let ros = build_static_ros(&build.join("ros-target"))?;
     let ros_digest = file_digest(&ros)?;
 
     // The system image.
-    let module_list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join("\n");
     let system_key = key(&[
         RECIPE.as_bytes(),
-        kernel_key.as_bytes(),
-        module_list(&system_modules).as_bytes(),
+        system_modules_key.as_bytes(),
         ros_digest.as_bytes(),
         OS_CONFIG.as_bytes(),
     ]);
     let system_dir = cache.step("system-image", &system_key, |dir| {
         let root = dir.join("root");
-        stage_modules(&k, &system_modules, &root.join("usr"))?;
+        copy_tree(&system_modules_dir, &root)?;
         mkdirs(&root.join("usr/lib/firmware"))?;
         copy(&ros, &root.join("usr/bin/ros"))?;
         let config = root.join("usr/share/ros/os-config.yml");
@@ -392,19 +444,20 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
                 .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "19"])
                 .args(["-b", "1M", "-all-root", "-no-xattrs", "-no-progress"])
                 .args(["-mkfs-time", "0", "-all-time", "0", "-quiet"]),
-        )
+        )?;
+        std::fs::remove_dir_all(&root).ok();
+        Ok(())
     })?;
     let system_img = system_dir.join("system.img");
 
     // The initrd.
     let initrd_key = key(&[
         RECIPE.as_bytes(),
-        kernel_key.as_bytes(),
-        module_list(&initrd_modules).as_bytes(),
+        initrd_modules_key.as_bytes(),
         ros_digest.as_bytes(),
     ]);
     let initrd_dir = cache.step("initrd", &initrd_key, |dir| {
-        make_initrd(&k, &initrd_modules, &ros, dir)
+        make_initrd(&initrd_modules_dir, &ros, dir)
     })?;
     let initrd = initrd_dir.join("initrd.img");
 
@@ -447,15 +500,16 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     // dist/
     let dist = dist_dir();
     mkdirs(&dist)?;
-    let artefacts = [
-        (k.vmlinuz.clone(), "vmlinuz"),
-        (initrd.clone(), "initrd.img"),
-        (iso.clone(), "oxos.iso"),
-        (qcow2.clone(), "oxos.qcow2"),
-    ];
-    for (from, name) in &artefacts {
-        copy(from, &dist.join(name))?;
+    // What QEMU only reads is hard-linked from the cache; the disk image,
+    // which a boot writes to, is copied so that the cache stays pristine.
+    for (from, name) in [
+        (&k.vmlinuz, "vmlinuz"),
+        (&initrd, "initrd.img"),
+        (&iso, "oxos.iso"),
+    ] {
+        link_or_copy(from, &dist.join(name))?;
     }
+    copy(&qcow2, &dist.join("oxos.qcow2"))?;
     let report = sizes::report(&size_entries(
         &k,
         &system_dir,
@@ -611,9 +665,9 @@ fn stage_modules(k: &kernel::Kernel, set: &BTreeSet<String>, base: &Path) -> Res
 
 /// The initrd in `dir`: `initrd.img` (zstd of a newc cpio of `dir/root`) and
 /// `uncompressed` (the cpio's size).
-fn make_initrd(k: &kernel::Kernel, set: &BTreeSet<String>, ros: &Path, dir: &Path) -> Result<()> {
+fn make_initrd(modules: &Path, ros: &Path, dir: &Path) -> Result<()> {
     let root = dir.join("root");
-    stage_modules(k, set, &root)?;
+    copy_tree(modules, &root)?;
     copy(ros, &root.join("init"))?;
     for d in ["dev", "proc", "sys", "run", "tmp"] {
         mkdirs(&root.join(d))?;

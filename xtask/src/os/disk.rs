@@ -75,29 +75,49 @@ pub fn sfdisk_script(l: &Layout) -> String {
     )
 }
 
-/// Copies `src` into `dst` at byte `offset`, leaving all-zero blocks as
-/// holes so that the raw disk stays sparse.
+/// Copies `src` into `dst` at byte `offset`, leaving holes of `src` and
+/// all-zero blocks as holes so that the raw disk stays sparse. The data
+/// regions of `src` are found with `SEEK_DATA`/`SEEK_HOLE`, so a mostly empty
+/// file system image is copied without reading its gigabytes of holes.
 pub fn copy_sparse_at(src: &Path, dst: &Path, offset: u64) -> Result<()> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsRawFd;
     let mut input = File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
     let mut output = OpenOptions::new()
         .write(true)
         .open(dst)
         .with_context(|| format!("cannot open {}", dst.display()))?;
+    let len = input.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
-    let mut pos = offset;
-    loop {
-        let n = read_full(&mut input, &mut buf)
-            .with_context(|| format!("cannot read {}", src.display()))?;
-        if n == 0 {
-            break;
+    let mut pos: u64 = 0;
+    while pos < len {
+        // The next data region; ENXIO means only a hole is left.
+        let data = match lseek(input.as_raw_fd(), pos as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e).with_context(|| format!("cannot seek in {}", src.display())),
+        };
+        let hole = lseek(input.as_raw_fd(), data as i64, Whence::SeekHole)
+            .map(|h| h as u64)
+            .unwrap_or(len);
+        input.seek(SeekFrom::Start(data))?;
+        let mut at = data;
+        while at < hole {
+            let want = buf.len().min((hole - at) as usize);
+            let n = read_full(&mut input, &mut buf[..want])
+                .with_context(|| format!("cannot read {}", src.display()))?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                output.seek(SeekFrom::Start(offset + at))?;
+                output
+                    .write_all(&buf[..n])
+                    .with_context(|| format!("cannot write {}", dst.display()))?;
+            }
+            at += n as u64;
         }
-        if buf[..n].iter().any(|&b| b != 0) {
-            output.seek(SeekFrom::Start(pos))?;
-            output
-                .write_all(&buf[..n])
-                .with_context(|| format!("cannot write {}", dst.display()))?;
-        }
-        pos += n as u64;
+        pos = hole.max(at);
     }
     Ok(())
 }
@@ -207,5 +227,26 @@ mod tests {
         assert_eq!(out[4096 + 5], 7);
         assert_eq!(out[4096 + (2 << 20) + 9], 8);
         assert_eq!(out.iter().filter(|&&b| b != 0).count(), 2);
+    }
+
+    #[test]
+    fn sparse_copy_finds_data_after_a_hole_and_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let dst = dir.path().join("dst");
+        let f = File::create(&src).unwrap();
+        f.set_len(16 << 20).unwrap();
+        let mut f = OpenOptions::new().write(true).open(&src).unwrap();
+        f.seek(SeekFrom::Start(6 << 20)).unwrap();
+        f.write_all(b"middle").unwrap();
+        f.seek(SeekFrom::Start((16 << 20) - 3)).unwrap();
+        f.write_all(b"end").unwrap();
+        drop(f);
+        File::create(&dst).unwrap().set_len(20 << 20).unwrap();
+        copy_sparse_at(&src, &dst, 1 << 20).unwrap();
+        let out = std::fs::read(&dst).unwrap();
+        assert_eq!(&out[(7 << 20)..(7 << 20) + 6], b"middle");
+        assert_eq!(&out[(17 << 20) - 3..17 << 20], b"end");
+        assert_eq!(out.iter().filter(|&&b| b != 0).count(), 9);
     }
 }
