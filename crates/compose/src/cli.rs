@@ -178,9 +178,68 @@ enum CliError {
     Output(#[from] std::io::Error),
 }
 
-/// The project and environment of the merged config under `root`.
-pub fn load_project(root: &Root) -> Result<(Project, Environment), ComposeError> {
-    project_of(&config::load(root)?)
+/// The project of a system, and what went wrong on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// `rancher.services` and every enabled `rancher.services_include` entry.
+    pub project: Project,
+    /// `rancher.environment`.
+    pub env: Environment,
+    /// Entries of `services_include` that could not be loaded, each with
+    /// why; the rest of the project is still there.
+    pub warnings: Vec<String>,
+}
+
+/// The project and environment of the merged config under `root`: the
+/// services of `rancher.services`, then those of each enabled
+/// `rancher.services_include` entry (downloads cached under
+/// /var/lib/rancher/cache).
+pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
+    let merged = config::load(root)?;
+    let (mut project, env) = project_of(&merged)?;
+    let model: config::model::CloudConfig = merged.typed()?;
+    let mut warnings = Vec::new();
+    let enabled: Vec<&String> = model
+        .rancher
+        .services_include
+        .iter()
+        .filter(|(_, on)| **on)
+        .map(|(name, _)| name)
+        .collect();
+    if !enabled.is_empty() {
+        let repositories = crate::include::repository_urls(&model.rancher.repositories);
+        let includes = crate::include::Includes::new(root.join("/var/lib/rancher/cache"))?;
+        for entry in enabled {
+            match includes.resolve_entry(entry, &repositories).await {
+                Ok(included) => project.merge(included.project),
+                Err(e) => warnings.push(format!("services_include {entry}: {e}")),
+            }
+        }
+    }
+    Ok(Loaded {
+        project,
+        env,
+        warnings,
+    })
+}
+
+/// A reload for [`up::up`]: loads the project again, printing the
+/// warnings with `warn`.
+pub fn reloader(
+    root: Root,
+    warn: fn(&str),
+) -> impl FnMut() -> futures_util::future::BoxFuture<'static, Result<(Project, Environment), ComposeError>>
+{
+    move || {
+        let root = root.clone();
+        Box::pin(async move {
+            let loaded = load_project(&root).await?;
+            for w in &loaded.warnings {
+                warn(w);
+            }
+            Ok((loaded.project, loaded.env))
+        })
+    }
 }
 
 fn project_of(merged: &Config) -> Result<(Project, Environment), ComposeError> {
@@ -247,10 +306,14 @@ async fn execute(cli: Cli) -> Result<i32, CliError> {
         Command::Enable { name } => return edit_include(&root, &name, Some(true)),
         Command::Disable { name } => return edit_include(&root, &name, Some(false)),
         Command::Delete { name } => return edit_include(&root, &name, None),
-        Command::List { all } => return list(&root, all),
+        Command::List { all } => return list(&root, all).await,
         _ => {}
     }
-    let (project, env) = load_project(&root)?;
+    let loaded = load_project(&root).await?;
+    for warning in &loaded.warnings {
+        eprintln!("ros service: warning: {warning}");
+    }
+    let (project, env) = (loaded.project, loaded.env);
     let ctx = Context {
         project: "os".into(),
         engines: engines(&root),
@@ -259,8 +322,7 @@ async fn execute(cli: Cli) -> Result<i32, CliError> {
     };
     let code = match cli.command {
         Command::Up { services } => {
-            let reload_root = root.clone();
-            let mut reload = move || load_project(&reload_root);
+            let mut reload = reloader(root.clone(), |w| eprintln!("ros service: warning: {w}"));
             steps_code(&up::up(&ctx, &project, &services, Some(&mut reload)).await?)
         }
         Command::Start { services } => {
@@ -451,27 +513,40 @@ fn edit_include(root: &Root, name: &str, enabled: Option<bool>) -> Result<i32, C
     Ok(0)
 }
 
-/// `list`: the services of rancher.services, and the services_include entries.
-fn list(root: &Root, all: bool) -> Result<i32, CliError> {
+/// `list`: the services of rancher.services, the services_include entries,
+/// and (with `--all`) the services of the repositories' indexes not enabled.
+async fn list(root: &Root, all: bool) -> Result<i32, CliError> {
     let merged = config::load(root)?;
     let (project, _) = project_of(&merged)?;
-    let mut out = std::io::stdout().lock();
+    let model: config::model::CloudConfig = merged.typed()?;
+    let mut lines = Vec::new();
     for name in project.names() {
-        writeln!(out, "{:<8}  {name}", "enabled")?;
+        lines.push(("enabled", name.to_string()));
     }
-    if let Ok(Some(Value::Mapping(include))) = merged.get("rancher.services_include") {
-        for (name, on) in include {
-            let Some(name) = scalar(name) else { continue };
-            let on =
-                matches!(on, Value::Bool(true)) || matches!(on, Value::String(s) if s == "true");
-            if on || all {
-                writeln!(
-                    out,
-                    "{:<8}  {name}",
-                    if on { "enabled" } else { "disabled" }
-                )?;
+    for (name, on) in &model.rancher.services_include {
+        if *on || all {
+            lines.push((if *on { "enabled" } else { "disabled" }, name.clone()));
+        }
+    }
+    let repositories = crate::include::repository_urls(&model.rancher.repositories);
+    if all && !repositories.is_empty() {
+        let includes = crate::include::Includes::new(root.join("/var/lib/rancher/cache"))?;
+        for index in includes.list(&repositories).await {
+            match index {
+                Ok(index) => {
+                    for name in index.services {
+                        if !model.rancher.services_include.contains_key(&name) {
+                            lines.push(("disabled", name));
+                        }
+                    }
+                }
+                Err(e) => eprintln!("ros service: warning: {e}"),
             }
         }
+    }
+    let mut out = std::io::stdout().lock();
+    for (state, name) in lines {
+        writeln!(out, "{state:<8}  {name}")?;
     }
     Ok(0)
 }

@@ -89,6 +89,17 @@ impl Project {
         Ok(Self { services })
     }
 
+    /// Adds the services of `other`; one with a name this project has
+    /// already replaces it where it stands (a later layer wins).
+    pub fn merge(&mut self, other: Project) {
+        for (name, service) in other.services {
+            match self.services.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = service,
+                None => self.services.push((name, service)),
+            }
+        }
+    }
+
     /// The service called `name`.
     pub fn get(&self, name: &str) -> Option<&Service> {
         self.services

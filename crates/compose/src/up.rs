@@ -100,7 +100,10 @@ pub struct Context<'a> {
 }
 
 /// Asks for the project again after an `io.rancher.os.reloadconfig` service.
-pub type Reload<'a> = &'a mut dyn FnMut() -> Result<(Project, Environment), ComposeError>;
+pub type Reload<'a> = &'a mut dyn FnMut() -> futures_util::future::BoxFuture<
+    'static,
+    Result<(Project, Environment), ComposeError>,
+>;
 
 /// The services to act on: `names` and everything they depend on, in start
 /// order; all services when `names` is empty. Unknown names are an error.
@@ -160,7 +163,7 @@ pub async fn up(
         });
         if reloads {
             if let Some(reload) = reload.as_mut() {
-                match reload() {
+                match reload().await {
                     Ok((new_project, new_env)) => {
                         (ctx.progress)("Reloading the configuration");
                         project = new_project;

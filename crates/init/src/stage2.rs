@@ -262,8 +262,13 @@ async fn start_engine() -> Option<Arc<engine::Engine>> {
 /// Brings up the `os` project of the merged config.
 async fn bring_up_services(started: Instant) {
     let root = Root::default();
-    let (project, env) = match compose::cli::load_project(&root) {
-        Ok(p) => p,
+    let (project, env) = match compose::cli::load_project(&root).await {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("services: {warning}");
+            }
+            (loaded.project, loaded.env)
+        }
         Err(e) => {
             tracing::error!("services: {e}");
             return;
@@ -279,7 +284,7 @@ async fn bring_up_services(started: Instant) {
         env,
         progress: &progress,
     };
-    let mut reload = move || compose::cli::load_project(&root);
+    let mut reload = compose::cli::reloader(root, |w| tracing::warn!("services: {w}"));
     match compose::up::up(&ctx, &project, &[], Some(&mut reload)).await {
         Ok(steps) => {
             let failed: Vec<&str> = steps

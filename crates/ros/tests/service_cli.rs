@@ -350,3 +350,35 @@ fn enable_disable_and_delete_edit_services_include() {
     let again = ros(&["service", "delete", "kernel-headers"]);
     assert_eq!(again.status.code(), Some(1));
 }
+
+#[test]
+fn an_enabled_service_from_a_repository_comes_up_and_a_missing_one_is_named() {
+    if !require_root() {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("index.yml"), "services: [extra, other]\n").unwrap();
+    std::fs::create_dir(repo.path().join("e")).unwrap();
+    std::fs::write(
+        repo.path().join("e/extra.yml"),
+        "extra:\n  image: oxos-test/busybox:latest\n  command: sh -c 'echo extra here; exec sleep 1000'\n  labels: {io.rancher.os.scope: system}\n",
+    )
+    .unwrap();
+    let f = Fixture::new(&format!(
+        "rancher:\n  repositories:\n    local: {{url: {}}}\n",
+        repo.path().display()
+    ));
+    f.ok(&["service", "enable", "extra"]);
+    f.ok(&["service", "enable", "missing-one"]);
+    let list = f.ok(&["service", "list", "--all"]).stdout();
+    assert!(list.contains("enabled   extra"), "{list}");
+    assert!(list.contains("disabled  other"), "{list}");
+
+    let up = f.ok(&["service", "up"]);
+    let err = up.stderr();
+    assert!(
+        err.contains("services_include missing-one:"),
+        "the entry that cannot be found is named: {err}"
+    );
+    assert_eq!(f.ok(&["service", "logs", "extra"]).stdout(), "extra here\n");
+}
