@@ -218,7 +218,8 @@ async fn serve(started: Instant) -> Shutdown {
     });
 
     let engine = start_engine().await;
-    if engine.is_some() {
+    if let Some(engine) = &engine {
+        preload_images(engine).await;
         bring_up_services(started).await;
     }
     let how = wait_for_shutdown().await;
@@ -257,6 +258,70 @@ async fn start_engine() -> Option<Arc<engine::Engine>> {
     });
     tracing::info!("system engine serving on unix://{SOCKET}");
     Some(engine)
+}
+
+/// Image archives loaded into the system engine at boot: the system
+/// image's own, then the user's preload directory.
+pub const PRELOAD_DIRS: &[&str] = &[
+    "/usr/share/ros/images",
+    "/var/lib/rancher/preload/system-docker",
+];
+
+/// Loads every image archive of [`PRELOAD_DIRS`] into the engine, once per
+/// archive version: a stamp (name, size, mtime) under the data root records
+/// what was loaded, so an unchanged archive is not read again at the next
+/// boot. A broken archive is logged and skipped.
+async fn preload_images(engine: &Arc<engine::Engine>) {
+    let stamps = Path::new(DATA_ROOT).join("preloaded");
+    let _ = std::fs::create_dir_all(&stamps);
+    for dir in PRELOAD_DIRS {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for file in files {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            if !meta.is_file()
+                || file
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            use std::os::unix::fs::MetadataExt;
+            let stamp = stamps.join(format!(
+                "{}.{}.{}",
+                file.file_name().unwrap_or_default().to_string_lossy(),
+                meta.size(),
+                meta.mtime()
+            ));
+            if stamp.exists() {
+                continue;
+            }
+            let store = engine.images.clone();
+            let path = file.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let reader = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                store
+                    .load(std::io::BufReader::new(reader), &mut |_| {})
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match loaded {
+                Ok(Ok(images)) => {
+                    let tags: Vec<String> = images.iter().flat_map(|i| i.tags.clone()).collect();
+                    tracing::info!("preloaded {}: {}", file.display(), tags.join(", "));
+                    let _ = std::fs::write(&stamp, tags.join("\n"));
+                }
+                Ok(Err(e)) => tracing::error!("cannot preload {}: {e}", file.display()),
+                Err(e) => tracing::error!("cannot preload {}: {e}", file.display()),
+            }
+        }
+    }
+    engine::memory::release();
 }
 
 /// Brings up the `os` project of the merged config.
