@@ -95,9 +95,7 @@ impl Builder<'_> {
         field("epoch", self.epoch.to_string().as_bytes());
         field("gzip", self.gzip_level.to_string().as_bytes());
         field("tag", recipe.tag(&self.default_version).as_bytes());
-        let file = recipe.file();
-        let text = fs::read(&file).map_err(|e| Error::io("read recipe", &file, e))?;
-        field("recipe", &text);
+        field("recipe", recipe.source.as_bytes());
         field("lock", set.pins().join("\n").as_bytes());
         let files = recipe.files_dir();
         if files.exists() {

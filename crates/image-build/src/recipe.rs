@@ -115,6 +115,9 @@ pub struct Recipe {
     /// Absolute glob patterns removed from the root before packing.
     pub cleanup: Vec<String>,
     pub config: RuntimeConfig,
+    /// The recipe text as read: the cache key hashes these bytes, so an
+    /// edit made while a build runs cannot be mixed with what was parsed.
+    pub source: String,
 }
 
 impl Recipe {
@@ -179,6 +182,7 @@ impl Recipe {
             hooks: raw.hooks,
             cleanup: raw.cleanup,
             config: raw.config,
+            source: text.to_string(),
         })
     }
 
