@@ -7,7 +7,6 @@
 //! mode needs it).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -51,25 +50,20 @@ pub fn lock_path() -> PathBuf {
     images_dir().join(LOCK_FILE)
 }
 
-/// `SOURCE_DATE_EPOCH` if set, else the time of the last commit that
-/// changed the package lock (stable across unrelated commits, and a lock
-/// refresh rebuilds anyway), else 0.
+/// The default `SOURCE_DATE_EPOCH`: Debian 13 (trixie)'s release,
+/// 2025-08-09T00:00:00Z. A constant rather than a commit time, so that a
+/// lock refresh for one image does not change every other image.
+pub const DEFAULT_EPOCH: u64 = 1_754_697_600;
+
+/// `SOURCE_DATE_EPOCH` if set, else [`DEFAULT_EPOCH`].
 pub fn source_date_epoch() -> Result<u64> {
-    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
             .trim()
             .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")),
+        Err(_) => Ok(DEFAULT_EPOCH),
     }
-    let out = Command::new("git")
-        .args(["log", "-1", "--format=%ct", "--", "images/packages.lock"])
-        .current_dir(workspace_root())
-        .output();
-    Ok(out
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0))
 }
 
 fn select<'a>(recipes: &'a [Recipe], only: Option<&str>) -> Result<Vec<&'a Recipe>> {
