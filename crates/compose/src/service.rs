@@ -100,7 +100,16 @@ fn scalar(v: Value) -> Result<Option<String>, String> {
 /// accepts for both `environment` and `labels` and that keeps valueless entries.
 impl Serialize for KeyValues {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
+        use serde::ser::{SerializeMap, SerializeSeq};
+        // The list form `KEY=VALUE` cannot hold a key with `=` in it (it is
+        // split at the first `=` when read), so such entries use the map form.
+        if self.0.iter().any(|(k, _)| k.contains('=')) {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in &self.0 {
+                map.serialize_entry(k, v)?;
+            }
+            return map.end();
+        }
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for (k, v) in &self.0 {
             match v {

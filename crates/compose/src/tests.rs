@@ -232,3 +232,14 @@ fn service_round_trips_through_yaml() {
     assert_eq!(back, s, "{text}");
     assert!(back.is_system() && back.labels.contains("flag"));
 }
+
+#[test]
+fn a_key_holding_equals_survives_a_round_trip() {
+    // Found by the compose_project fuzz target: the list form `a=b=c`
+    // would read back as key `a`.
+    let s = service("  image: x\n  labels:\n    a=b: c\n    plain: v\n  environment: [K=V]\n");
+    let text = serde_norway::to_string(&s).unwrap();
+    let back: Service = serde_norway::from_str(&text).unwrap();
+    assert_eq!(back, s, "{text}");
+    assert_eq!(back.labels.get("a=b"), Some("c"));
+}

@@ -264,11 +264,11 @@ fn usage_and_unsupported_commands() {
     assert!(help.stdout.contains("later wins"), "{}", help.stdout);
     assert_eq!(ros_config(root, &["frobnicate"], "").code, 2);
     assert_eq!(ros_config(root, &["set", "only-key"], "").code, 2);
-    let out = ros_config(root, &["images"], "");
+    let out = ros_config(root, &["generate"], "");
     assert_eq!(out.code, 1);
     assert_eq!(
         out.stderr,
-        "ros config: ros config images is not supported yet\n"
+        "ros config: ros config generate is not supported yet\n"
     );
     let out = ros_config(root, &["get", "rancher..x"], "");
     assert_eq!(out.code, 1);
