@@ -34,7 +34,9 @@
 //!    and UEFI boot images, and an MBR so that it boots from a USB stick);
 //! 7. the disk: [`disk`] builds a raw MBR disk from file system images
 //!    (boot partition `RANCHER_BOOT` with GRUB, kernel, initrd and system
-//!    image; empty ext4 `RANCHER_STATE`) and `qemu-img` converts it;
+//!    image; an EFI system partition with GRUB's EFI binary; empty ext4
+//!    `RANCHER_STATE`), installs GRUB's BIOS boot code, and `qemu-img`
+//!    converts it;
 //! 8. `dist/`: `vmlinuz`, `initrd.img`, `oxos.iso`, `oxos.qcow2` and
 //!    `sizes.txt` ([`sizes`]).
 //!
@@ -60,7 +62,6 @@
 //!   virtual machines the tests use need none.
 //! - The system images are not in the system image yet (they come from
 //!   `cargo xtask images`).
-//! - The installed disk boots with BIOS only (the ISO boots both ways).
 
 mod disk;
 mod kernel;
@@ -479,6 +480,7 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     let disk_cfg = grub_cfg(CMDLINE, Some("RANCHER_BOOT"));
     let disk_key = key(&[
         RECIPE.as_bytes(),
+        b"disk with EFI system partition",
         kernel_key.as_bytes(),
         system_key.as_bytes(),
         initrd_key.as_bytes(),
@@ -509,7 +511,13 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     ] {
         link_or_copy(from, &dist.join(name))?;
     }
-    copy(&qcow2, &dist.join("oxos.qcow2"))?;
+    // A new file, not an overwrite: a QEMU still running keeps its old one.
+    let dist_qcow2 = dist.join("oxos.qcow2");
+    if dist_qcow2.exists() {
+        std::fs::remove_file(&dist_qcow2)
+            .with_context(|| format!("cannot remove {}", dist_qcow2.display()))?;
+    }
+    copy(&qcow2, &dist_qcow2)?;
     let report = sizes::report(&size_entries(
         &k,
         &system_dir,
@@ -774,18 +782,22 @@ fn make_disk(
         cfg,
     )
     .context("cannot write grub.cfg")?;
-    // GRUB's modules, loaded by core.img from the boot partition.
-    let grub_lib = Path::new("/usr/lib/grub/i386-pc");
-    for entry in std::fs::read_dir(grub_lib)
-        .with_context(|| format!("cannot read {} (grub-pc-bin)", grub_lib.display()))?
-    {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "mod" || e == "lst") {
-            if let Some(name) = path.file_name() {
-                copy(&path, &grub.join("i386-pc").join(name))?;
+    // GRUB's modules (BIOS and UEFI), loaded by the core images from the
+    // boot partition.
+    for platform in ["i386-pc", "x86_64-efi"] {
+        let lib = Path::new("/usr/lib/grub").join(platform);
+        for entry in std::fs::read_dir(&lib)
+            .with_context(|| format!("cannot read {} (grub packages)", lib.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "mod" || e == "lst") {
+                if let Some(name) = path.file_name() {
+                    copy(&path, &grub.join(platform).join(name))?;
+                }
             }
         }
     }
+    let grub_lib = Path::new("/usr/lib/grub/i386-pc");
     // Boot partition: twice the content, at least 256 MiB.
     let content_mib = tree_size(&root)? / (1024 * 1024) + 1;
     let boot_mib = (content_mib * 2).max(256);
@@ -793,9 +805,11 @@ fn make_disk(
 
     let boot_img = dir.join("boot.ext4");
     let state_img = dir.join("state.ext4");
+    let esp_img = dir.join("esp.fat");
     let raw = dir.join("disk.raw");
     for (path, sectors) in [
         (&boot_img, l.boot_sectors),
+        (&esp_img, l.esp_sectors),
         (&state_img, l.state_sectors),
         (&raw, l.total_sectors),
     ] {
@@ -853,6 +867,37 @@ fn make_disk(
         &early,
         "search --no-floppy --label RANCHER_BOOT --set=root\nset prefix=($root)/boot/grub\n",
     )?;
+    // UEFI: GRUB's EFI binary on the EFI system partition.
+    let efi = dir.join("BOOTX64.EFI");
+    run_step(
+        "grub-mkimage (UEFI core)",
+        Command::new("grub-mkimage")
+            .args(["-O", "x86_64-efi", "-p", "/boot/grub", "-c"])
+            .arg(&early)
+            .arg("-o")
+            .arg(&efi)
+            .args(["part_msdos", "ext2", "search", "search_label"]),
+    )?;
+    run_step(
+        "mkfs.vfat EFI system partition",
+        Command::new("mkfs.vfat").args(["-n", "EFI"]).arg(&esp_img),
+    )?;
+    run_step(
+        "mmd EFI/BOOT",
+        Command::new("mmd")
+            .arg("-i")
+            .arg(&esp_img)
+            .args(["::/EFI", "::/EFI/BOOT"]),
+    )?;
+    run_step(
+        "mcopy BOOTX64.EFI",
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp_img)
+            .arg(&efi)
+            .arg("::/EFI/BOOT/BOOTX64.EFI"),
+    )?;
+    disk::copy_sparse_at(&esp_img, &raw, l.esp_start * disk::SECTOR)?;
     run_step(
         "grub-mkimage (BIOS core)",
         Command::new("grub-mkimage")
@@ -874,7 +919,7 @@ fn make_disk(
         dir.join("virtual-size"),
         (l.total_sectors * disk::SECTOR).to_string(),
     )?;
-    for p in [&boot_img, &state_img, &raw] {
+    for p in [&boot_img, &state_img, &esp_img, &raw] {
         std::fs::remove_file(p).ok();
     }
     std::fs::remove_dir_all(&root).ok();

@@ -3,7 +3,9 @@
 //! from a directory), `sfdisk` writes an MBR partition table into the raw
 //! disk file, the partition images are copied in at their offsets, and
 //! GRUB's BIOS boot code goes into the MBR and the gap before the first
-//! partition.
+//! partition. For UEFI, an EFI system partition (FAT, made by `mkfs.vfat`
+//! and filled by `mcopy`) holds GRUB's `EFI/BOOT/BOOTX64.EFI`; both GRUBs
+//! find the boot partition by its label and read the same `grub.cfg`.
 //!
 //! Installing GRUB for BIOS is what `grub-bios-setup` does, but that tool
 //! insists on probing the host's root device and fails on an image file, so
@@ -37,41 +39,53 @@ const BOOT_CODE_LEN: usize = 440;
 pub struct Layout {
     pub boot_start: u64,
     pub boot_sectors: u64,
+    pub esp_start: u64,
+    pub esp_sectors: u64,
     pub state_start: u64,
     pub state_sectors: u64,
     pub total_sectors: u64,
 }
 
-/// A boot partition of `boot_mib` at 1 MiB and a state partition filling the
-/// rest of a `total_mib` disk.
+/// Size of the EFI system partition (GRUB's EFI binary only).
+pub const ESP_MIB: u64 = 32;
+
+/// Partition 1: the boot partition of `boot_mib` at 1 MiB; partition 2: the
+/// EFI system partition; partition 3: the state partition filling the rest
+/// of a `total_mib` disk.
 pub fn layout(boot_mib: u64, total_mib: u64) -> Result<Layout> {
     let mib = 1024 * 1024 / SECTOR;
     let boot_start = FIRST_LBA;
     let boot_sectors = boot_mib * mib;
-    let state_start = boot_start + boot_sectors;
+    let esp_start = boot_start + boot_sectors;
+    let esp_sectors = ESP_MIB * mib;
+    let state_start = esp_start + esp_sectors;
     let total_sectors = total_mib * mib;
     if state_start + 64 * mib > total_sectors {
         bail!(
-            "disk of {total_mib} MiB too small for a {boot_mib} MiB boot partition and a \
-             state partition of at least 64 MiB"
+            "disk of {total_mib} MiB too small for a {boot_mib} MiB boot partition, the \
+             {ESP_MIB} MiB EFI system partition and a state partition of at least 64 MiB"
         );
     }
     Ok(Layout {
         boot_start,
         boot_sectors,
+        esp_start,
+        esp_sectors,
         state_start,
         state_sectors: total_sectors - state_start,
         total_sectors,
     })
 }
 
-/// The `sfdisk` script of `l`: DOS label, boot partition active, both Linux.
+/// The `sfdisk` script of `l`: DOS label, boot partition active (Linux),
+/// EFI system partition (type ef), state partition (Linux).
 pub fn sfdisk_script(l: &Layout) -> String {
     format!(
         "label: dos\n\
          start={}, size={}, type=83, bootable\n\
+         start={}, size={}, type=ef\n\
          start={}, size={}, type=83\n",
-        l.boot_start, l.boot_sectors, l.state_start, l.state_sectors
+        l.boot_start, l.boot_sectors, l.esp_start, l.esp_sectors, l.state_start, l.state_sectors
     )
 }
 
@@ -188,10 +202,16 @@ mod tests {
         let l = layout(256, 4096).unwrap();
         assert_eq!(l.boot_start, 2048);
         assert_eq!(l.boot_sectors, 256 * 2048);
-        assert_eq!(l.state_start, 2048 + 256 * 2048);
+        assert_eq!(l.esp_start, 2048 + 256 * 2048);
+        assert_eq!(l.state_start, l.esp_start + 32 * 2048);
         assert_eq!(l.state_start + l.state_sectors, 4096 * 2048);
         let script = sfdisk_script(&l);
-        assert!(script.contains("start=2048, size=524288, type=83, bootable"));
+        assert!(script.contains("start=2048, size=524288, type=83, bootable\n"));
+        assert!(script.contains(&format!("start={}, size=65536, type=ef\n", l.esp_start)));
+        assert!(script.ends_with(&format!(
+            "start={}, size={}, type=83\n",
+            l.state_start, l.state_sectors
+        )));
         assert!(layout(256, 300).is_err());
     }
 
