@@ -1,5 +1,10 @@
 //! The local sources: `file:`, and the config drive and NoCloud as a
 //! directory or as a labelled block device mounted read-only for the read.
+//!
+//! When the device cannot be mounted because the kernel lacks its file
+//! system (ENODEV), mounting is not permitted (EPERM), or the "device" is a
+//! plain image file (which would need a loop device), its files are read in
+//! user space instead ([`imagefs`]: ISO 9660 and FAT).
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -10,6 +15,10 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::fetch::{Answer, Attempt, Fail, FetchOptions};
 use crate::metadata::{self, Metadata};
+
+// Declared here rather than in lib.rs: only the device reads use it.
+#[path = "imagefs.rs"]
+mod imagefs;
 
 /// Labels of an OpenStack config drive (FAT keeps labels upper case).
 const CONFIGDRIVE_LABELS: &[&str] = &["config-2", "CONFIG-2"];
@@ -46,7 +55,7 @@ pub(crate) async fn configdrive(
 ) -> Attempt<Answer> {
     if let Some(dir) = path.filter(|p| p.join("openstack").is_dir()) {
         let (name, dir) = (name.to_owned(), dir.to_owned());
-        return blocking(move || read_configdrive(&name, &dir)).await;
+        return blocking(move || read_configdrive(&name, &mut Tree::Dir(&dir))).await;
     }
     from_device(name, CONFIGDRIVE_LABELS, options, read_configdrive).await
 }
@@ -62,7 +71,7 @@ pub(crate) async fn nocloud(
         path.filter(|p| p.join("user-data").is_file() || p.join("meta-data").is_file())
     {
         let (name, dir) = (name.to_owned(), dir.to_owned());
-        return blocking(move || read_nocloud(&name, &dir)).await;
+        return blocking(move || read_nocloud(&name, &mut Tree::Dir(&dir))).await;
     }
     from_device(name, NOCLOUD_LABELS, options, read_nocloud).await
 }
@@ -79,12 +88,92 @@ async fn from_device(
     name: &str,
     labels: &[&str],
     options: &FetchOptions,
-    read: fn(&str, &Path) -> Attempt<Answer>,
+    read: fn(&str, &mut Tree) -> Attempt<Answer>,
 ) -> Attempt<Answer> {
     let device = find_by_label(name, labels, options).await?;
     let fstype = fstype(&device).await;
     let name = name.to_owned();
-    blocking(move || with_mounted(&name, &device, fstype.as_deref(), |dir| read(&name, dir))).await
+    blocking(move || {
+        // An image file cannot be mounted without a loop device.
+        if device.metadata().is_ok_and(|m| m.is_file()) {
+            return in_user_space(&name, &device, fstype.as_deref(), read);
+        }
+        match with_mounted(&name, &device, fstype.as_deref(), |dir| {
+            read(&name, &mut Tree::Dir(dir))
+        }) {
+            Mounted::Read(result) => result,
+            Mounted::Unsupported(why) => {
+                tracing::debug!(source = name, device = %device.display(), "{why}; reading the device in user space");
+                in_user_space(&name, &device, fstype.as_deref(), read)
+            }
+        }
+    })
+    .await
+}
+
+/// Reads the files of `device` without mounting it.
+fn in_user_space(
+    name: &str,
+    device: &Path,
+    fstype: Option<&str>,
+    read: fn(&str, &mut Tree) -> Attempt<Answer>,
+) -> Attempt<Answer> {
+    let mut image = imagefs::Image::open(device, fstype).map_err(|source| {
+        Fail::Fatal(Error::Read {
+            source_name: name.to_owned(),
+            path: device.to_owned(),
+            source,
+        })
+    })?;
+    tracing::debug!(source = name, device = %device.display(), "reading in user space");
+    read(
+        name,
+        &mut Tree::Image {
+            device,
+            image: &mut image,
+        },
+    )
+}
+
+/// Where a source's files are read from.
+enum Tree<'a> {
+    /// A directory: the drive's own, or where the device is mounted.
+    Dir(&'a Path),
+    /// A device read in user space.
+    Image {
+        device: &'a Path,
+        image: &'a mut imagefs::Image,
+    },
+}
+
+impl Tree<'_> {
+    /// How the file at `rel` is named in messages: its path, or the
+    /// device and the path on it (`/dev/sr0:/openstack/latest/user_data`).
+    fn shown(&self, rel: &str) -> PathBuf {
+        match self {
+            Tree::Dir(dir) => dir.join(rel),
+            Tree::Image { device, .. } => PathBuf::from(format!("{}:/{rel}", device.display())),
+        }
+    }
+
+    /// The file at `rel`, which may be missing.
+    fn optional(&mut self, name: &str, rel: &str) -> Attempt<Option<Vec<u8>>> {
+        let read = match self {
+            Tree::Dir(dir) => match std::fs::read(dir.join(rel)) {
+                Ok(data) => Ok(Some(data)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            Tree::Image { image, .. } => image.read(rel),
+        };
+        read.map_err(|source| {
+            Fail::Fatal(Error::Read {
+                source_name: name.to_owned(),
+                path: self.shown(rel),
+                source,
+            })
+        })
+    }
 }
 
 /// The first device with one of `labels`: the udev link under
@@ -145,6 +234,15 @@ async fn fstype(device: &Path) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
+/// What came of trying to mount a device for a read.
+enum Mounted<T> {
+    /// It was mounted (or failed for a reason reading it in user space
+    /// would not help with): the result of the read.
+    Read(Attempt<T>),
+    /// The kernel lacks the file system, or mounting is not permitted.
+    Unsupported(String),
+}
+
 /// Mounts `device` read-only on a fresh temporary directory, runs `read`
 /// on it and unmounts. When the filesystem type is unknown, the usual
 /// config drive types are tried in turn.
@@ -153,7 +251,7 @@ fn with_mounted<T>(
     device: &Path,
     fstype: Option<&str>,
     read: impl FnOnce(&Path) -> Attempt<T>,
-) -> Attempt<T> {
+) -> Mounted<T> {
     let mount_error = |target: &Path, source: std::io::Error| {
         Fail::Fatal(Error::Mount {
             source_name: name.to_owned(),
@@ -162,16 +260,22 @@ fn with_mounted<T>(
             source,
         })
     };
-    let dir = tempfile::Builder::new()
+    let dir = match tempfile::Builder::new()
         .prefix("oxos-datasource-")
         .tempdir()
-        .map_err(|e| mount_error(Path::new("a temporary directory"), e))?;
+    {
+        Ok(dir) => dir,
+        Err(e) => return Mounted::Read(Err(mount_error(Path::new("a temporary directory"), e))),
+    };
     let types: Vec<&str> = match fstype {
         Some(t) => vec![t],
         None => FSTYPES.to_vec(),
     };
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let mut last = None;
+    // Whether a type failed because the kernel lacks it or mounting is
+    // not permitted: reading in user space may then succeed.
+    let mut unsupported = false;
     for t in &types {
         match nix::mount::mount(Some(device), dir.path(), Some(*t), flags, None::<&str>) {
             Ok(()) => {
@@ -179,15 +283,24 @@ fn with_mounted<T>(
                 break;
             }
             Err(nix::errno::Errno::ENODEV) => {
+                unsupported = true;
                 last = Some(std::io::Error::other(format!(
                     "the kernel does not support the {t} filesystem"
                 )))
+            }
+            Err(nix::errno::Errno::EPERM) => {
+                unsupported = true;
+                last = Some(std::io::Error::other("mounting is not permitted"))
             }
             Err(e) => last = Some(std::io::Error::from(e)),
         }
     }
     if let Some(e) = last {
-        return Err(mount_error(dir.path(), e));
+        return if unsupported {
+            Mounted::Unsupported(format!("cannot mount {}: {e}", device.display()))
+        } else {
+            Mounted::Read(Err(mount_error(dir.path(), e)))
+        };
     }
     tracing::debug!(source = name, device = %device.display(), "mounted read-only");
     let result = read(dir.path());
@@ -196,25 +309,18 @@ fn with_mounted<T>(
         tracing::warn!(source = name, dir = %dir.path().display(), "failed to unmount: {e}");
         let _ = dir.keep();
     }
-    result
-}
-
-/// A file that may be missing.
-fn optional(name: &str, path: &Path) -> Attempt<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(data) => Ok(Some(data)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Fail::Fatal(Error::Read {
-            source_name: name.to_owned(),
-            path: path.to_owned(),
-            source,
-        })),
-    }
+    Mounted::Read(result)
 }
 
 /// A JSON or YAML file that may be missing, as a JSON value.
-fn document(name: &str, path: &Path, what: &'static str, yaml: bool) -> Attempt<Option<Value>> {
-    let Some(data) = optional(name, path)? else {
+fn document(
+    name: &str,
+    tree: &mut Tree,
+    rel: &str,
+    what: &'static str,
+    yaml: bool,
+) -> Attempt<Option<Value>> {
+    let Some(data) = tree.optional(name, rel)? else {
         return Ok(None);
     };
     if data.iter().all(u8::is_ascii_whitespace) {
@@ -229,24 +335,31 @@ fn document(name: &str, path: &Path, what: &'static str, yaml: bool) -> Attempt<
         Fail::Fatal(Error::Invalid {
             source_name: name.to_owned(),
             what,
-            message: format!("{}: {message}", path.display()),
+            message: format!("{}: {message}", tree.shown(rel).display()),
         })
     })
 }
 
 /// openstack/latest/{user_data, meta_data.json, network_data.json}.
-fn read_configdrive(name: &str, dir: &Path) -> Attempt<Answer> {
-    let latest = dir.join("openstack/latest");
-    let meta =
-        document(name, &latest.join("meta_data.json"), "metadata", false)?.unwrap_or(Value::Null);
+fn read_configdrive(name: &str, tree: &mut Tree) -> Attempt<Answer> {
+    let latest = "openstack/latest";
+    let meta = document(
+        name,
+        tree,
+        &format!("{latest}/meta_data.json"),
+        "metadata",
+        false,
+    )?
+    .unwrap_or(Value::Null);
     let network = document(
         name,
-        &latest.join("network_data.json"),
+        tree,
+        &format!("{latest}/network_data.json"),
         "network config",
         false,
     )?;
     Ok(Answer {
-        user_data: optional(name, &latest.join("user_data"))?,
+        user_data: tree.optional(name, &format!("{latest}/user_data"))?,
         metadata: Metadata {
             hostname: metadata::string(&meta, "hostname")
                 .or_else(|| metadata::string(&meta, "name")),
@@ -259,11 +372,11 @@ fn read_configdrive(name: &str, dir: &Path) -> Attempt<Answer> {
 
 /// user-data, meta-data (YAML: local-hostname, public-keys) and
 /// network-config (cloud-init network config v1 or v2).
-fn read_nocloud(name: &str, dir: &Path) -> Attempt<Answer> {
-    let meta = document(name, &dir.join("meta-data"), "metadata", true)?.unwrap_or(Value::Null);
-    let network = document(name, &dir.join("network-config"), "network config", true)?;
+fn read_nocloud(name: &str, tree: &mut Tree) -> Attempt<Answer> {
+    let meta = document(name, tree, "meta-data", "metadata", true)?.unwrap_or(Value::Null);
+    let network = document(name, tree, "network-config", "network config", true)?;
     Ok(Answer {
-        user_data: optional(name, &dir.join("user-data"))?,
+        user_data: tree.optional(name, "user-data")?,
         metadata: Metadata {
             hostname: metadata::string(&meta, "local-hostname")
                 .or_else(|| metadata::string(&meta, "hostname")),

@@ -271,27 +271,21 @@ fn kernel_supports(fstype: &str) -> bool {
         .any(|l| l.split_whitespace().last() == Some(fstype))
 }
 
-/// Checks a fetch from a device holding `fstype`: the full read when the
-/// kernel has the filesystem; otherwise that the device was found by its
-/// label and the error says the filesystem is missing.
+/// Checks a fetch from a device holding `fstype`: the full read, by a
+/// mount when the kernel has the filesystem, else in user space (ISO 9660
+/// and FAT); and that no temporary mount is left behind.
 fn check_device_fetch(
     fstype: &str,
     device: &Path,
     got: datasource::Result<Option<datasource::Fetched>>,
     check: fn(&datasource::Fetched),
 ) {
-    if kernel_supports(fstype) {
-        check(&got.unwrap().expect("the device answers"));
-    } else {
-        let err = got.unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("failed to mount {}", device.display()))
-                && err.contains(&format!(
-                    "the kernel does not support the {fstype} filesystem"
-                )),
-            "{err}"
-        );
-        eprintln!("the kernel has no {fstype}: checked the device lookup, skipped the read");
+    let fetched = got
+        .unwrap_or_else(|e| panic!("{} ({fstype}) should answer: {e}", device.display()))
+        .expect("the device answers");
+    check(&fetched);
+    if !kernel_supports(fstype) {
+        eprintln!("the kernel has no {fstype}: the device was read in user space");
     }
     assert!(
         !leftover_mount(),
