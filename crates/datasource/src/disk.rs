@@ -96,7 +96,7 @@ async fn from_device(
     blocking(move || {
         // An image file cannot be mounted without a loop device.
         if device.metadata().is_ok_and(|m| m.is_file()) {
-            return in_user_space(&name, &device, fstype.as_deref(), read);
+            return in_user_space(&name, &device, fstype.as_deref(), None, read);
         }
         match with_mounted(&name, &device, fstype.as_deref(), |dir| {
             read(&name, &mut Tree::Dir(dir))
@@ -104,21 +104,27 @@ async fn from_device(
             Mounted::Read(result) => result,
             Mounted::Unsupported(why) => {
                 tracing::debug!(source = name, device = %device.display(), "{why}; reading the device in user space");
-                in_user_space(&name, &device, fstype.as_deref(), read)
+                in_user_space(&name, &device, fstype.as_deref(), Some(&why), read)
             }
         }
     })
     .await
 }
 
-/// Reads the files of `device` without mounting it.
+/// Reads the files of `device` without mounting it; `mount_failure` says
+/// why it was not mounted, for the error when it cannot be read either.
 fn in_user_space(
     name: &str,
     device: &Path,
     fstype: Option<&str>,
+    mount_failure: Option<&str>,
     read: fn(&str, &mut Tree) -> Attempt<Answer>,
 ) -> Attempt<Answer> {
-    let mut image = imagefs::Image::open(device, fstype).map_err(|source| {
+    let mut image = imagefs::Image::open(device, fstype).map_err(|e| {
+        let source = match mount_failure {
+            Some(why) => std::io::Error::new(e.kind(), format!("{e} ({why})")),
+            None => e,
+        };
         Fail::Fatal(Error::Read {
             source_name: name.to_owned(),
             path: device.to_owned(),

@@ -156,7 +156,9 @@ fn read_fat(fs: &fatfs::FileSystem<ReadOnly<File>>, path: &str) -> io::Result<Op
     let mut dir = fs.root_dir();
     let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
     while let Some(part) = parts.next() {
-        let Some(entry) = dir.iter().find_map(|e| match e {
+        // A damaged directory may chain its clusters in a loop: FAT
+        // directories hold at most 65536 entries.
+        let Some(entry) = dir.iter().take(65536).find_map(|e| match e {
             Ok(e) if e.file_name().eq_ignore_ascii_case(part) => Some(Ok(e)),
             Ok(_) => None,
             Err(e) => Some(Err(e)),
@@ -475,6 +477,145 @@ mod tests {
             .flat_map(u16::to_be_bytes)
             .collect();
         assert_eq!(joliet_name(&utf16), "meta_data.json");
+    }
+
+    fn xorriso(dir: &Path, image: &Path, extra: &[&str]) -> bool {
+        std::process::Command::new("xorriso")
+            .args(["-as", "mkisofs", "-quiet"])
+            .args(extra)
+            .arg("-o")
+            .arg(image)
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn long_rock_ridge_names_in_continuation_areas_are_found() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("tree");
+        // 250 characters: the NM entry no longer fits in the record and
+        // goes to a continuation area.
+        let long = format!("{}.json", "x".repeat(245));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub").join(&long), "long").unwrap();
+        let image = work.path().join("rr.iso");
+        if !xorriso(&dir, &image, &["-R"]) {
+            eprintln!("skipping: xorriso is not installed");
+            return;
+        }
+        let mut iso = Image::open(&image, None).unwrap();
+        assert!(matches!(iso, Image::Iso(_)));
+        let got = iso.read(&format!("sub/{long}")).unwrap();
+        assert_eq!(got.as_deref(), Some(&b"long"[..]));
+        assert_eq!(iso.read("sub/missing").unwrap(), None);
+        assert_eq!(iso.read(&format!("{long}/sub")).unwrap(), None);
+        assert_eq!(iso.read("sub").unwrap_err().kind(), ErrorKind::IsADirectory);
+    }
+
+    #[test]
+    fn damaged_isos_give_errors_not_panics() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("tree");
+        let latest = dir.join("openstack/latest");
+        std::fs::create_dir_all(&latest).unwrap();
+        for name in ["user_data", "meta_data.json", "network_data.json"] {
+            std::fs::write(latest.join(name), name).unwrap();
+        }
+        let image = work.path().join("cd.iso");
+        if !xorriso(&dir, &image, &["-J", "-R"]) {
+            eprintln!("skipping: xorriso is not installed");
+            return;
+        }
+        let good = std::fs::read(&image).unwrap();
+        // A fixed pseudo-random sequence (xorshift), so that a failure
+        // can be reproduced.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let damaged = work.path().join("damaged.iso");
+        for _ in 0..300 {
+            let mut data = good.clone();
+            for _ in 0..(next() % 16 + 1) {
+                // Mostly the descriptors and directories (sectors 16..40).
+                let at = (16 * 2048 + next() % (24 * 2048)) as usize % data.len();
+                data[at] = next() as u8;
+            }
+            std::fs::write(&damaged, &data).unwrap();
+            if let Ok(mut iso) = Image::open(&damaged, Some("iso9660")) {
+                for path in [
+                    "openstack/latest/user_data",
+                    "openstack/latest/meta_data.json",
+                ] {
+                    let _ = iso.read(path);
+                }
+            }
+        }
+        // And the undamaged image still reads.
+        let mut iso = Image::open(&image, Some("iso9660")).unwrap();
+        assert_eq!(
+            iso.read("openstack/latest/user_data").unwrap().as_deref(),
+            Some(&b"user_data"[..])
+        );
+    }
+
+    #[test]
+    fn damaged_fat_gives_errors_not_panics() {
+        let work = tempfile::tempdir().unwrap();
+        let image = work.path().join("fat.img");
+        let src = work.path().join("user-data");
+        std::fs::write(&src, "#cloud-config\n").unwrap();
+        let made = std::process::Command::new("mkfs.vfat")
+            .args(["-n", "CIDATA", "-C"])
+            .arg(&image)
+            .arg("1024")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && std::process::Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(&image)
+                .arg(&src)
+                .arg("::/")
+                .output()
+                .is_ok_and(|o| o.status.success());
+        if !made {
+            eprintln!("skipping: mkfs.vfat or mcopy is not installed");
+            return;
+        }
+        let good = std::fs::read(&image).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let damaged = work.path().join("damaged.img");
+        for _ in 0..300 {
+            let mut data = good.clone();
+            for _ in 0..(next() % 8 + 1) {
+                // The boot sector, the FATs and the root directory.
+                let at = (next() % 16384) as usize;
+                data[at] = next() as u8;
+            }
+            std::fs::write(&damaged, &data).unwrap();
+            if let Ok(mut fat) = Image::open(&damaged, Some("vfat")) {
+                let _ = fat.read("user-data");
+                let _ = fat.read("openstack/latest/user_data");
+            }
+        }
+        let mut fat = Image::open(&image, None).unwrap();
+        assert!(matches!(fat, Image::Fat(_)));
+        assert_eq!(
+            fat.read("USER-DATA").unwrap().as_deref(),
+            Some(&b"#cloud-config\n"[..])
+        );
+        assert_eq!(fat.read("meta-data").unwrap(), None);
     }
 
     #[test]
