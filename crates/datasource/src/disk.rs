@@ -17,8 +17,7 @@ use crate::fetch::{Answer, Attempt, Fail, FetchOptions};
 use crate::metadata::{self, Metadata};
 
 // Declared here rather than in lib.rs: only the device reads use it.
-#[path = "imagefs.rs"]
-mod imagefs;
+use crate::imagefs;
 
 /// Labels of an OpenStack config drive (FAT keeps labels upper case).
 const CONFIGDRIVE_LABELS: &[&str] = &["config-2", "CONFIG-2"];

@@ -33,7 +33,10 @@
 //! - The config drive and NoCloud are read from a directory when the path
 //!   holds one, otherwise from the block device with their label (the udev
 //!   link under /dev/disk/by-label, else `blkid` without its cache),
-//!   mounted read-only on a temporary directory for the read only.
+//!   mounted read-only on a temporary directory for the read only. When the
+//!   kernel lacks the file system, mounting is not permitted, or the label
+//!   names an image file, the files are read in user space instead (ISO
+//!   9660 with Rock Ridge or Joliet names, and FAT through `fatfs`).
 //! - Network descriptions (OpenStack network_data.json, NoCloud
 //!   network-config v1/v2, DigitalOcean interfaces) are translated into the
 //!   `rancher.network` form ([`Metadata::network`]).
@@ -71,6 +74,8 @@
 //! - EC2 reads the hostname and the OpenSSH public keys, not the rest of the
 //!   instance metadata; GCE reads no keys from the `windows-keys` or OS Login
 //!   mechanisms.
+//! - Without a mount, ISO files recorded in several extents, UDF and ext4
+//!   are not supported (a clear error says so).
 //! - The config drive is read from `openstack/latest` only (not from dated
 //!   versions or the `ec2/` tree).
 //! - `cloud-config-url=` is taken from the command line split at white
@@ -87,6 +92,7 @@ mod disk;
 mod error;
 mod fetch;
 mod http;
+mod imagefs;
 pub mod metadata;
 mod save;
 pub mod source;
