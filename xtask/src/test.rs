@@ -41,6 +41,17 @@ pub struct TestArgs {
     /// Do not install host packages, even when some are missing.
     #[arg(long)]
     no_install: bool,
+    /// Skip the end-to-end tests (they build the OS into dist/ and boot it
+    /// in QEMU several times, which takes minutes).
+    #[arg(long)]
+    no_e2e: bool,
+}
+
+/// `cargo xtask build` with its defaults, for the end-to-end tests.
+#[derive(clap::Parser)]
+struct BuildOnly {
+    #[command(flatten)]
+    build: crate::os::BuildArgs,
 }
 
 pub fn run(args: &TestArgs) -> Result<()> {
@@ -65,10 +76,45 @@ pub fn run(args: &TestArgs) -> Result<()> {
         )?;
     } else {
         run_step("tests", cargo().args(["test", "--workspace"]))?;
+        if args.no_e2e {
+            eprintln!("xtask: skipping the end-to-end tests (--no-e2e)");
+        } else {
+            end_to_end(args)?;
+        }
     }
     let secs = started.elapsed().as_secs();
     eprintln!("xtask: all tests passed in {}m{:02}s", secs / 60, secs % 60);
     Ok(())
+}
+
+/// Builds the OS into dist/ and boots it in QEMU: the ignored tests of
+/// xtask/tests/boot.rs, one at a time (each boot wants both cores).
+fn end_to_end(args: &TestArgs) -> Result<()> {
+    use clap::Parser;
+    let started = std::time::Instant::now();
+    let mut argv = vec!["build"];
+    if args.no_install {
+        argv.push("--no-install");
+    }
+    let build = BuildOnly::parse_from(argv).build;
+    crate::os::build(&build).context("end-to-end tests: building the OS")?;
+    eprintln!(
+        "xtask: OS built for the end-to-end tests in {} s",
+        started.elapsed().as_secs()
+    );
+    run_step(
+        "end-to-end tests (QEMU boots)",
+        cargo().args([
+            "test",
+            "--package",
+            "xtask",
+            "--test",
+            "boot",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ]),
+    )
 }
 
 /// Packages of `wanted` that dpkg does not show as installed.

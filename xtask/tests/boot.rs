@@ -1,0 +1,110 @@
+//! End-to-end: boot what `cargo xtask build` wrote to `dist/` in QEMU and
+//! read the serial console.
+//!
+//! These need `dist/` and several minutes, so they are ignored by a plain
+//! `cargo test`; `cargo xtask test` builds the OS and then runs them with
+//! `--ignored`, one at a time. Each boot goes through `xtask run --expect`,
+//! the same runner a developer uses, under the design's QEMU rules
+//! (`-accel tcg`, user networking restricted to 127.0.0.1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How long one boot may take under TCG on a busy 2-core machine.
+const BOOT_TIMEOUT_SECS: &str = "420";
+
+fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
+}
+
+/// Boots with `args` and waits for every pattern of `expect` on the serial
+/// console; fails with the end of the log otherwise.
+fn boot(args: &[&str], expect: &[&str]) {
+    assert!(
+        dist().join("oxos.iso").is_file(),
+        "{} has no oxos.iso: run cargo xtask build first (cargo xtask test does)",
+        dist().display()
+    );
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("run")
+        .args(args)
+        .args(["--timeout", BOOT_TIMEOUT_SECS, "--mem", "1024"])
+        .arg("--log")
+        .arg(log.path());
+    for pattern in expect {
+        cmd.args(["--expect", pattern]);
+    }
+    let out = cmd.output().expect("cannot run xtask run");
+    let serial = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let tail: String = serial
+        .lines()
+        .filter(|l| !l.contains('\u{1b}'))
+        .rev()
+        .take(60)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success(),
+        "boot {args:?} did not show {expect:?}\n--- xtask ---\n{}{}\n--- serial (end) ---\n{tail}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
+
+/// What every boot must show: the kernel, `ros` as PID 1 in both stages,
+/// the system engine served from PID 1, and the end of boot.
+const BOOTED: &[&str] = &[
+    r"Linux version 6\.",
+    r"PID 1, stage 1",
+    r"stage 2 \(PID 1 is /usr/bin/ros\)",
+    r"system engine serving on unix:///var/run/system-docker\.sock",
+    r"OxOS is up",
+];
+
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn iso_boots_with_seabios_to_the_engine_in_pid1_and_runs_from_memory() {
+    let mut expect = BOOTED.to_vec();
+    expect.push("state: none; running from memory");
+    boot(&["--iso"], &expect);
+}
+
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn iso_boots_with_uefi() {
+    boot(&["--iso", "--uefi"], BOOTED);
+}
+
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn installed_disk_boots_with_its_state_partition() {
+    let mut expect = BOOTED.to_vec();
+    expect.push(r"state: /dev/vda\d+ \(ext4\) mounted");
+    boot(&["--disk"], &expect);
+}
+
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn config_drive_user_data_reaches_the_config_and_sets_the_hostname() {
+    let user_data = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        user_data.path(),
+        "#cloud-config\nhostname: e2e-config-drive\n",
+    )
+    .unwrap();
+    let mut expect = BOOTED.to_vec();
+    expect.push(r"user-data from configdrive\S* saved");
+    expect.push(r"hostname: e2e-config-drive");
+    boot(
+        &[
+            "--iso",
+            "--cloud-config",
+            &user_data.path().to_string_lossy(),
+        ],
+        &expect,
+    );
+}
