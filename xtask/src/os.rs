@@ -1002,7 +1002,8 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
     if log.exists() {
         std::fs::remove_file(&log).with_context(|| format!("cannot remove {}", log.display()))?;
     }
-    let mut child = qemu::spawn_detached(qemu_bin, &qemu_args)?;
+    let errors = log.with_extension("qemu-stderr");
+    let mut child = qemu::spawn_detached(qemu_bin, &qemu_args, &errors)?;
     eprintln!(
         "xtask: qemu running, pid {}, serial log {}",
         child.id(),
@@ -1037,6 +1038,10 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
     eprintln!("xtask: last lines of {}:", log.display());
     for line in tail.iter().rev() {
         eprintln!("  | {line}");
+    }
+    let qemu_errors = std::fs::read_to_string(&errors).unwrap_or_default();
+    if !qemu_errors.trim().is_empty() {
+        eprintln!("xtask: qemu said:\n{}", qemu_errors.trim_end());
     }
     bail!(
         "serial console never showed {} (log {})",

@@ -199,15 +199,18 @@ pub fn unmatched(patterns: &[Regex], text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts QEMU with stdio detached (serial to a file), in its own process
-/// group so that a Ctrl-C of the caller does not reach it.
-pub fn spawn_detached(qemu: &str, args: &[String]) -> Result<Child> {
+/// Starts QEMU with stdio detached (serial to a file, QEMU's own messages
+/// to `errors`), in its own process group so that a Ctrl-C of the caller
+/// does not reach it.
+pub fn spawn_detached(qemu: &str, args: &[String], errors: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
+    let err = std::fs::File::create(errors)
+        .with_context(|| format!("cannot create {}", errors.display()))?;
     Command::new(qemu)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(err)
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {qemu}"))
