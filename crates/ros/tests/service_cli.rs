@@ -382,3 +382,62 @@ fn an_enabled_service_from_a_repository_comes_up_and_a_missing_one_is_named() {
     );
     assert_eq!(f.ok(&["service", "logs", "extra"]).stdout(), "extra here\n");
 }
+
+#[test]
+fn rebuild_labels_and_reloadconfig_behave_as_documented() {
+    if !require_root() {
+        return;
+    }
+    // `writer` does not detach and reloads the config after it: it adds the
+    // service `late` through cloud-config.d, which must then come up in the
+    // same `up`.
+    let f = Fixture::new("");
+    let conf_d = f.root.path().join("var/lib/rancher/conf/cloud-config.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    std::fs::write(
+        f.root.path().join("var/lib/rancher/conf/cloud-config.yml"),
+        format!(
+            r#"
+rancher:
+  environment: {{V: "1"}}
+  services:
+    always:
+      image: oxos-test/busybox:latest
+      command: sleep 1000
+      labels: {{io.rancher.os.scope: system, io.docker.compose.rebuild: always}}
+    kept:
+      image: oxos-test/busybox:latest
+      command: sleep 1000
+      environment: [V]
+      labels: {{io.rancher.os.scope: system, io.docker.compose.rebuild: "false"}}
+    writer:
+      image: oxos-test/busybox:latest
+      command: ["sh", "-c", "printf 'rancher:\n  services:\n    late:\n      image: oxos-test/busybox:latest\n      command: sh -c \"echo late came up; exec sleep 1000\"\n      labels: {{io.rancher.os.scope: system}}\n' > /conf.d/late.yml"]
+      volumes: ["{}:/conf.d"]
+      labels:
+        io.rancher.os.scope: system
+        io.rancher.os.detach: "false"
+        io.rancher.os.reloadconfig: "true"
+        io.rancher.os.after: kept
+"#,
+            conf_d.display()
+        ),
+    )
+    .unwrap();
+    let up = f.ok(&["service", "up"]).stderr();
+    assert!(up.contains("Reloading the configuration"), "{up}");
+    assert_eq!(
+        f.ok(&["service", "logs", "late"]).stdout(),
+        "late came up\n",
+        "a service added by a reloadconfig service comes up in the same up:\n{up}"
+    );
+
+    let always_id = f.id(&f.system, "always");
+    let kept_id = f.id(&f.system, "kept");
+    // A changed environment value would make `kept` anew, but its rebuild
+    // label says keep; `always` is made anew on every up.
+    f.ok(&["config", "set", "rancher.environment.V", "2"]);
+    let again = f.ok(&["service", "up"]).stderr();
+    assert_ne!(f.id(&f.system, "always"), always_id, "{again}");
+    assert_eq!(f.id(&f.system, "kept"), kept_id, "{again}");
+}
