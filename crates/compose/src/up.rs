@@ -149,18 +149,10 @@ pub async fn up(
         let Some(service) = project.get(&name).cloned() else {
             continue;
         };
-        let outcome = match up_one(ctx, &env, &name, &service).await {
-            Ok(outcome) => outcome,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        if let Outcome::Failed(reason) = &outcome {
-            (ctx.progress)(&format!("{name}: failed: {reason}"));
-        }
-        let reloads = service.reload_config() && !matches!(outcome, Outcome::Failed(_));
-        done.push(Step {
-            service: name,
-            outcome,
-        });
+        let result = up_one(ctx, &env, &name, &service).await;
+        let done_step = step(ctx, name, result);
+        let reloads = service.reload_config() && !matches!(done_step.outcome, Outcome::Failed(_));
+        done.push(done_step);
         if reloads {
             if let Some(reload) = reload.as_mut() {
                 match reload().await {
@@ -341,6 +333,30 @@ async fn start(
     }
 }
 
+/// The step of one service: its outcome, or its failure, reported.
+fn step(ctx: &Context<'_>, service: String, result: Result<Outcome, ComposeError>) -> Step {
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            (ctx.progress)(&format!("{service}: failed: {e}"));
+            Outcome::Failed(e.to_string())
+        }
+    };
+    Step { service, outcome }
+}
+
+/// `names` checked against the project, or every service in start order
+/// when `names` is empty.
+fn named_or_all(project: &Project, names: &[String]) -> Result<Vec<String>, ComposeError> {
+    if names.is_empty() {
+        return project.start_order();
+    }
+    match names.iter().find(|n| project.get(n).is_none()) {
+        Some(unknown) => Err(ComposeError::UnknownService(unknown.clone())),
+        None => Ok(names.to_vec()),
+    }
+}
+
 /// A lifecycle action on existing containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -368,16 +384,7 @@ pub async fn act(
     names: &[String],
     action: Action,
 ) -> Result<Vec<Step>, ComposeError> {
-    let mut order = if names.is_empty() {
-        project.start_order()?
-    } else {
-        for name in names {
-            if project.get(name).is_none() {
-                return Err(ComposeError::UnknownService(name.clone()));
-            }
-        }
-        names.to_vec()
-    };
+    let mut order = named_or_all(project, names)?;
     if matches!(action, Action::Stop(_) | Action::Remove { .. }) && names.is_empty() {
         order.reverse();
     }
@@ -386,17 +393,8 @@ pub async fn act(
         let Some(service) = project.get(&name) else {
             continue;
         };
-        let outcome = match act_one(ctx, &name, service, action).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                (ctx.progress)(&format!("{name}: failed: {e}"));
-                Outcome::Failed(e.to_string())
-            }
-        };
-        steps.push(Step {
-            service: name,
-            outcome,
-        });
+        let result = act_one(ctx, &name, service, action).await;
+        steps.push(step(ctx, name, result));
     }
     Ok(steps)
 }
@@ -603,17 +601,7 @@ pub async fn pull(
             .map_err(|e| engine_error(&name, e))
         }
         .await;
-        let outcome = match result {
-            Ok(()) => Outcome::UpToDate,
-            Err(e) => {
-                (ctx.progress)(&format!("{name}: failed: {e}"));
-                Outcome::Failed(e.to_string())
-            }
-        };
-        steps.push(Step {
-            service: name,
-            outcome,
-        });
+        steps.push(step(ctx, name, result.map(|()| Outcome::UpToDate)));
     }
     Ok(steps)
 }
@@ -635,16 +623,7 @@ pub async fn logs(
     lines: Option<u64>,
     sink: &mut dyn LogSink,
 ) -> Result<(), ComposeError> {
-    let order: Vec<String> = if names.is_empty() {
-        project.start_order()?
-    } else {
-        for name in names {
-            if project.get(name).is_none() {
-                return Err(ComposeError::UnknownService(name.clone()));
-            }
-        }
-        names.to_vec()
-    };
+    let order = named_or_all(project, names)?;
     let mut streams = Vec::new();
     for name in order {
         let Some(service) = project.get(&name) else {
