@@ -57,6 +57,11 @@ const fn leaf(name: &'static str) -> Field {
     f(name, Node::Any, Status::NotYet)
 }
 
+/// A key that OxOS acts on.
+const fn done(name: &'static str) -> Field {
+    f(name, Node::Any, Status::Implemented)
+}
+
 use Status::{CmdlineOnly, NotYet};
 
 const ENGINE: &[Field] = &[
@@ -144,11 +149,11 @@ const NETWORK: &[Field] = &[
 ];
 
 const STATE: &[Field] = &[
-    leaf("dev"),
-    leaf("fstype"),
-    leaf("directory"),
-    leaf("wait"),
-    leaf("required"),
+    done("dev"),
+    done("fstype"),
+    done("directory"),
+    done("wait"),
+    done("required"),
     leaf("autoformat"),
     leaf("mdadm_scan"),
     leaf("lvm_scan"),
@@ -162,8 +167,12 @@ const STATE: &[Field] = &[
 ];
 
 const RANCHER: &[Field] = &[
-    f("services", Node::Named(&Node::Any), NotYet),
-    f("services_include", Node::Named(&Node::Any), NotYet),
+    f("services", Node::Named(&Node::Any), Status::Implemented),
+    f(
+        "services_include",
+        Node::Named(&Node::Any),
+        Status::Implemented,
+    ),
     f("bootstrap", Node::Named(&Node::Any), NotYet),
     f("cloud_init_services", Node::Named(&Node::Any), NotYet),
     leaf("console"),
@@ -171,11 +180,15 @@ const RANCHER: &[Field] = &[
     f("system_docker", Node::Map(ENGINE), NotYet),
     f("bootstrap_docker", Node::Map(ENGINE), NotYet),
     f("network", Node::Map(NETWORK), NotYet),
-    f("state", Node::Map(STATE), NotYet),
-    f("cloud_init", Node::Map(&[leaf("datasources")]), NotYet),
-    f("environment", Node::Named(&Node::Any), NotYet),
+    f("state", Node::Map(STATE), Status::Implemented),
+    f(
+        "cloud_init",
+        Node::Map(&[done("datasources")]),
+        Status::Implemented,
+    ),
+    f("environment", Node::Named(&Node::Any), Status::Implemented),
     f("sysctl", Node::Named(&Node::Any), NotYet),
-    leaf("modules"),
+    done("modules"),
     f(
         "ssh",
         Node::Map(&[
@@ -204,8 +217,8 @@ const RANCHER: &[Field] = &[
     ),
     f(
         "repositories",
-        Node::Named(&Node::Map(&[leaf("url")])),
-        NotYet,
+        Node::Named(&Node::Map(&[done("url")])),
+        Status::Implemented,
     ),
     leaf("hypervisor_service"),
     leaf("resize_device"),
@@ -237,7 +250,7 @@ const RANCHER: &[Field] = &[
 
 /// Every known key of a cloud-config document.
 pub const SCHEMA: Node = Node::Map(&[
-    leaf("hostname"),
+    done("hostname"),
     leaf("ssh_authorized_keys"),
     f(
         "write_files",
@@ -510,14 +523,14 @@ mod tests {
     #[test]
     fn unimplemented_keys_are_named_once_at_their_top() {
         let got = findings(
-            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n  password: x\n",
+            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
         );
         assert_eq!(
             got,
             [
-                "note: hostname: accepted, but not implemented yet: it has no effect",
                 "note: rancher.network: accepted, but not implemented yet: it has no effect",
                 "note: rancher.password: read from the kernel command line only: it has no effect in a file",
+                "note: rancher.state.mdadm_scan: accepted, but not implemented yet: it has no effect",
             ]
         );
     }
