@@ -473,30 +473,28 @@ fn user_config(root: &Root) -> Result<Config, config::Error> {
     }
 }
 
+/// The mapping under `key` in `map`, made (replacing a non-mapping value)
+/// when there is none.
+fn child_mapping<'a>(map: &'a mut config::Mapping, key: &str) -> &'a mut config::Mapping {
+    let value = map
+        .entry(Value::String(key.into()))
+        .or_insert_with(|| Value::Mapping(Default::default()));
+    if !value.is_mapping() {
+        *value = Value::Mapping(Default::default());
+    }
+    match value {
+        Value::Mapping(m) => m,
+        _ => unreachable!("made a mapping just above"),
+    }
+}
+
 /// Sets (`Some`) or removes (`None`) `rancher.services_include.NAME` in the
 /// user's config. The name is a key of its own even when it holds dots or
 /// slashes (a URL), so the mapping is edited directly, not by dotted key.
 fn edit_include(root: &Root, name: &str, enabled: Option<bool>) -> Result<i32, CliError> {
     let mut user = user_config(root)?;
-    let top = user.as_mapping_mut();
-    let rancher = top
-        .entry(Value::String("rancher".into()))
-        .or_insert_with(|| Value::Mapping(Default::default()));
-    if !rancher.is_mapping() {
-        *rancher = Value::Mapping(Default::default());
-    }
-    let Value::Mapping(rancher) = rancher else {
-        unreachable!("made a mapping just above")
-    };
-    let include = rancher
-        .entry(Value::String("services_include".into()))
-        .or_insert_with(|| Value::Mapping(Default::default()));
-    if !include.is_mapping() {
-        *include = Value::Mapping(Default::default());
-    }
-    let Value::Mapping(include) = include else {
-        unreachable!("made a mapping just above")
-    };
+    let rancher = child_mapping(user.as_mapping_mut(), "rancher");
+    let include = child_mapping(rancher, "services_include");
     let key = Value::String(name.to_string());
     match enabled {
         Some(on) => {

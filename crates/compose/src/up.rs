@@ -133,6 +133,14 @@ pub fn selection(project: &Project, names: &[String]) -> Result<Vec<String>, Com
         .collect())
 }
 
+/// `names` alone (all services when empty), checked, in start order.
+fn in_start_order(project: &Project, names: &[String]) -> Result<Vec<String>, ComposeError> {
+    Ok(selection(project, names)?
+        .into_iter()
+        .filter(|n| names.is_empty() || names.contains(n))
+        .collect())
+}
+
 /// Brings up `names` (all services when empty) and their dependencies.
 pub async fn up(
     ctx: &Context<'_>,
@@ -503,14 +511,7 @@ pub async fn ps(
     project: &Project,
     names: &[String],
 ) -> Result<Vec<Row>, ComposeError> {
-    let order = if names.is_empty() {
-        project.start_order()?
-    } else {
-        selection(project, names)?
-            .into_iter()
-            .filter(|n| names.contains(n))
-            .collect()
-    };
+    let order = in_start_order(project, names)?;
     let mut rows = Vec::new();
     let mut listed: [Option<Result<Vec<ContainerSummary>, String>>; 2] = [None, None];
     for name in order {
@@ -574,10 +575,7 @@ pub async fn pull(
     names: &[String],
 ) -> Result<Vec<Step>, ComposeError> {
     let mut steps = Vec::new();
-    for name in selection(project, names)? {
-        if !names.is_empty() && !names.contains(&name) {
-            continue;
-        }
+    for name in in_start_order(project, names)? {
         let Some(service) = project.get(&name) else {
             continue;
         };
