@@ -37,6 +37,20 @@ struct Cli {
     datasources: Vec<String>,
 }
 
+/// The entries of `rancher.cloud_init.datasources` in a merged config: a
+/// list, or a single entry written as a string; none when unset (the
+/// default list then applies, see [`crate::parse_sources`]).
+pub fn configured(merged: &config::Config) -> Vec<String> {
+    match merged.get("rancher.cloud_init.datasources") {
+        Ok(Some(serde_norway::Value::Sequence(items))) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Ok(Some(serde_norway::Value::String(one))) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
 /// `ros cloud-init-save ARGS...`; returns the exit code: 0 saved or nothing
 /// to save, 1 failed, 2 bad usage.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
@@ -69,15 +83,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
 async fn run(cli: Cli) -> Result<(), String> {
     let root = config::Root::new(&cli.root);
     let entries = if cli.datasources.is_empty() {
-        let merged = config::load(&root).map_err(|e| e.to_string())?;
-        match merged.get("rancher.cloud_init.datasources") {
-            Ok(Some(serde_norway::Value::Sequence(items))) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Ok(Some(serde_norway::Value::String(one))) => vec![one.clone()],
-            _ => Vec::new(),
-        }
+        configured(&config::load(&root).map_err(|e| e.to_string())?)
     } else {
         cli.datasources.clone()
     };

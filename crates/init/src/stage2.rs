@@ -145,20 +145,8 @@ fn link_labels() {
 
 /// Fetches user-data from the datasources that need no network (the
 /// command line, files, config drives) and saves it for the config layers.
-async fn cloud_init_save_local() {
-    let root = Root::default();
-    let entries: Vec<String> = match config::load(&root).ok().and_then(|m| {
-        m.get("rancher.cloud_init.datasources")
-            .ok()
-            .flatten()
-            .cloned()
-    }) {
-        Some(serde_norway::Value::Sequence(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
+async fn cloud_init_save_local(merged: Option<&config::Config>) {
+    let entries = merged.map(datasource::cli::configured).unwrap_or_default();
     let list = datasource::parse_sources(&entries);
     for problem in &list.problems {
         tracing::warn!("datasources: {problem}");
@@ -188,7 +176,16 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         env!("CARGO_PKG_VERSION")
     );
     prepare_root();
-    load_modules(config::load(&Root::default()).ok().as_ref());
+    // The config as the state holds it before this boot's user-data; read
+    // once for the modules and the datasources.
+    let early = match config::load(&Root::default()) {
+        Ok(merged) => Some(merged),
+        Err(e) => {
+            tracing::error!("config: {e}");
+            None
+        }
+    };
+    load_modules(early.as_ref());
     link_labels();
     engine::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -198,7 +195,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
             what: "start the async runtime".into(),
             source,
         })?;
-    rt.block_on(cloud_init_save_local());
+    rt.block_on(cloud_init_save_local(early.as_ref()));
     apply_early_config(after_dashes);
     let how = rt.block_on(serve(started));
     shutdown(how)
