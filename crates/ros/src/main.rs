@@ -45,6 +45,8 @@ Commands:
   config (c)       read and change the cloud-config (ros config --help)
   service (s)      bring up and manage services (ros service --help)
   cloud-init-save  fetch user-data and metadata from the datasources
+  netconf          configure the network from rancher.network (the network service)
+  console-init     set up users, SSH and getty, then run the console (the console service)
   init             PID 1 (run by the kernel; ros init --help)
   reboot, poweroff, halt, shutdown
                    ask PID 1 for an orderly shutdown (-f: at once)
@@ -84,6 +86,8 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("service") | Some("s") => compose::cli::main(rest),
         Some("init") => init::main(rest),
         Some("cloud-init-save") => datasource::cli::main(rest),
+        Some("netconf") => netconf::cli::main(rest),
+        Some("console-init") => console::cli::main(rest),
         Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
         Some("shim") => shim_main(&rest),
         Some("help") | Some("--help") | Some("-h") | None => {
