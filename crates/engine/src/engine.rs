@@ -23,6 +23,11 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Parent of every container's cgroup.
     pub cgroup_parent: String,
+    /// Image store directories that are only read (such as the store the
+    /// system image carries at `/usr/share/ros/store`): their images are
+    /// listed and run like the others but cannot be removed. A missing one
+    /// is skipped with a warning.
+    pub read_only_image_stores: Vec<PathBuf>,
 }
 
 impl Config {
@@ -32,6 +37,7 @@ impl Config {
             shim_exe: PathBuf::from("/proc/self/exe"),
             insecure_registries: Vec::new(),
             cgroup_parent: "system-docker".into(),
+            read_only_image_stores: Vec::new(),
         }
     }
 }
@@ -148,7 +154,10 @@ impl Engine {
                 )
             })?;
         }
-        let images = ImageStore::open(&config.data_root.join("image"))?;
+        let images = ImageStore::open_with_read_only(
+            &config.data_root.join("image"),
+            &config.read_only_image_stores,
+        )?;
         let engine = Arc::new(Engine {
             config,
             images: Arc::new(images),

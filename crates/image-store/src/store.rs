@@ -45,10 +45,49 @@ pub(crate) struct Inner {
     /// Serialises every change of `repositories.json`, `configs/` and
     /// `layers/`.
     lock: Mutex<()>,
+    /// Read-only stores whose images are seen too, in the order given.
+    read_only: Vec<ReadOnlyStore>,
+}
+
+/// A store directory that is only ever read (the one carried by the system
+/// image). Its metadata is read once, at open: nothing changes it.
+#[derive(Debug)]
+struct ReadOnlyStore {
+    root: PathBuf,
+    repos: Repositories,
+    /// `sha256:<hex>` of every config in `configs/`.
+    ids: BTreeSet<String>,
+}
+
+impl ReadOnlyStore {
+    /// Reads the metadata of the store at `root`; `Ok(None)` when there is
+    /// no store there.
+    fn open(root: &Path) -> Result<Option<Self>> {
+        let configs = root.join("configs");
+        match fs::metadata(&configs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::io(
+                    "open read-only image store",
+                    &configs,
+                    io::Error::new(io::ErrorKind::InvalidData, "not a directory"),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open read-only image store", &configs, e)),
+        }
+        let repos = read_repositories_at(&root.join("repositories.json"))?;
+        let ids = image_ids_in(&configs)?.into_iter().collect();
+        Ok(Some(ReadOnlyStore {
+            root: root.to_path_buf(),
+            repos,
+            ids,
+        }))
+    }
 }
 
 /// `repositories.json`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Repositories {
     /// Familiar `name:tag` -> `sha256:<id>`.
     #[serde(default)]
@@ -99,6 +138,41 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         return Err(Error::io("write", path, e));
     }
     Ok(())
+}
+
+/// Reads a `repositories.json`; a missing file is an empty one.
+fn read_repositories_at(p: &Path) -> Result<Repositories> {
+    match fs::read(p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            Error::io(
+                "parse",
+                p,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Repositories::default()),
+        Err(e) => Err(Error::io("read", p, e)),
+    }
+}
+
+/// The `sha256:<hex>` ids of the configs in a `configs/` directory.
+fn image_ids_in(dir: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {
+        let e = e.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(hex) = name.strip_suffix(".json") {
+            if digest_hex(hex).is_ok() {
+                ids.push(format!("sha256:{hex}"));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether a directory entry is a temporary file of [`write_atomic`].
+fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
 }
 
 /// A per-operation work directory under `staging/`, removed on drop.
@@ -193,19 +267,45 @@ impl Inner {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writable store's `repositories.json`.
     fn read_repositories(&self) -> Result<Repositories> {
-        let p = self.repositories_path();
-        match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Error::io(
-                    "parse",
-                    &p,
-                    io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Repositories::default()),
-            Err(e) => Err(Error::io("read", &p, e)),
+        read_repositories_at(&self.repositories_path())
+    }
+
+    /// What users see: the tags and digests of the read-only stores (an
+    /// earlier store's tag wins over a later one's), overridden by the
+    /// writable store's tags (`own`).
+    fn view(&self, own: &Repositories) -> Repositories {
+        if self.read_only.is_empty() {
+            return own.clone();
         }
+        let mut out = Repositories::default();
+        for ro in self.read_only.iter().rev() {
+            out.tags
+                .extend(ro.repos.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out.tags
+            .extend(own.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for ro in &self.read_only {
+            for (id, ds) in &ro.repos.digests {
+                out.digests
+                    .entry(id.clone())
+                    .or_default()
+                    .extend(ds.iter().cloned());
+            }
+        }
+        for (id, ds) in &own.digests {
+            out.digests
+                .entry(id.clone())
+                .or_default()
+                .extend(ds.iter().cloned());
+        }
+        out
+    }
+
+    /// Whether the image's config lives in a read-only store.
+    fn is_system_image(&self, id: &str) -> bool {
+        self.read_only.iter().any(|ro| ro.ids.contains(id))
     }
 
     fn write_repositories(&self, repos: &Repositories) -> Result<()> {
@@ -214,45 +314,66 @@ impl Inner {
         write_atomic(&self.repositories_path(), &data)
     }
 
-    fn image_ids(&self) -> Result<Vec<String>> {
-        let dir = self.configs_dir();
-        let mut ids = Vec::new();
-        for e in fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
-            let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(hex) = name.strip_suffix(".json") {
-                if digest_hex(hex).is_ok() {
-                    ids.push(format!("sha256:{hex}"));
-                }
-            }
-        }
-        Ok(ids)
+    /// The images of the writable store alone.
+    fn own_image_ids(&self) -> Result<Vec<String>> {
+        image_ids_in(&self.configs_dir())
     }
 
+    /// Every image, of the writable store and the read-only ones, sorted.
+    fn image_ids(&self) -> Result<Vec<String>> {
+        let mut ids: BTreeSet<String> = self.own_image_ids()?.into_iter().collect();
+        for ro in &self.read_only {
+            ids.extend(ro.ids.iter().cloned());
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// The config of an image, from the writable store or else from the
+    /// first read-only store that has it.
     fn read_config(&self, id: &str) -> Result<(Vec<u8>, ImageConfig)> {
         let hex = digest_hex(id).map_err(|_| Error::NotFound(id.to_string()))?;
-        let p = self.configs_dir().join(format!("{hex}.json"));
-        let raw = match fs::read(&p) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound(id.to_string()))
+        let own = self.configs_dir().join(format!("{hex}.json"));
+        let ro = self
+            .read_only
+            .iter()
+            .filter(|ro| ro.ids.contains(id))
+            .map(|ro| ro.root.join("configs").join(format!("{hex}.json")));
+        for p in std::iter::once(own).chain(ro) {
+            match fs::read(&p) {
+                Ok(raw) => {
+                    let cfg = ImageConfig::from_json(&raw)?;
+                    return Ok((raw, cfg));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &p, e)),
             }
-            Err(e) => return Err(Error::io("read", &p, e)),
-        };
-        let cfg = ImageConfig::from_json(&raw)?;
-        Ok((raw, cfg))
+        }
+        Err(Error::NotFound(id.to_string()))
     }
 
-    /// Whether the layer with this diff id is unpacked in the store.
+    /// The directory holding the unpacked layer with this diff id: the
+    /// writable store's if it has it, else the first read-only store's.
+    fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
+        let hex = digest_hex(diff_id).ok()?;
+        std::iter::once(self.layers_dir())
+            .chain(self.read_only.iter().map(|ro| ro.root.join("layers")))
+            .map(|d| d.join(hex))
+            .find(|p| p.is_dir())
+    }
+
+    /// Whether the layer with this diff id is unpacked in the writable store
+    /// or in a read-only one.
     pub(crate) fn has_layer(&self, diff_id: &str) -> bool {
-        digest_hex(diff_id).is_ok_and(|hex| self.layers_dir().join(hex).is_dir())
+        self.layer_dir(diff_id).is_some()
     }
 
     fn layer_size(&self, diff_id: &str) -> u64 {
-        let Ok(hex) = digest_hex(diff_id) else {
+        let Some(dir) = self.layer_dir(diff_id) else {
             return 0;
         };
-        fs::read_to_string(self.layers_dir().join(format!("{hex}.size")))
+        let mut size = dir.into_os_string();
+        size.push(".size");
+        fs::read_to_string(size)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
@@ -395,7 +516,8 @@ impl Inner {
             for (diff_id, &lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
                 let hex = digest_hex(diff_id)?;
                 let dest = layers_dir.join(hex);
-                if dest.exists() {
+                // Present here or in a read-only store: shared, not added.
+                if dest.exists() || self.has_layer(diff_id) {
                     continue;
                 }
                 let LayerRef::Staged(idx) = lref else {
@@ -435,8 +557,10 @@ impl Inner {
         Ok(out)
     }
 
-    /// Deletes layers no image references any more. Called with the lock
-    /// held.
+    /// Deletes the writable store's layers that no image references any
+    /// more. Images of the read-only stores count as references (a
+    /// container may use the writable copy of their layer); the read-only
+    /// stores themselves are never touched. Called with the lock held.
     fn collect_layers(&self) -> Result<()> {
         let mut used = BTreeSet::new();
         for id in self.image_ids()? {
@@ -505,6 +629,30 @@ impl ImageStore {
     /// Opens (creating if needed) the store rooted at `root` and clears
     /// leftovers of interrupted work from its staging directory.
     pub fn open(root: &Path) -> Result<Self> {
+        Self::open_with_read_only(root, &[])
+    }
+
+    /// Opens the writable store rooted at `root` as [`ImageStore::open`]
+    /// does, and shows the images of the stores at `read_only` too (store
+    /// directories in the same layout, such as the one the system image
+    /// carries; see the crate documentation). Those are only ever read:
+    /// never written, never locked, their `staging/` never wiped. A
+    /// read-only root that does not exist (or holds no `configs/`) is
+    /// skipped with a warning; one whose metadata cannot be read is an
+    /// error.
+    pub fn open_with_read_only(root: &Path, read_only: &[PathBuf]) -> Result<Self> {
+        let mut stores = Vec::new();
+        for ro in read_only {
+            match ReadOnlyStore::open(ro)? {
+                Some(s) => {
+                    tracing::debug!(root = %ro.display(), images = s.ids.len(), "read-only image store");
+                    stores.push(s);
+                }
+                None => {
+                    tracing::warn!(root = %ro.display(), "read-only image store not found, skipped");
+                }
+            }
+        }
         for d in ["layers", "configs", "staging"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(|e| Error::io("create directory", &p, e))?;
@@ -526,6 +674,7 @@ impl ImageStore {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 lock: Mutex::new(()),
+                read_only: stores,
             }),
         })
     }
@@ -533,6 +682,58 @@ impl ImageStore {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// The roots of the read-only stores in use (those found at open).
+    pub fn read_only_roots(&self) -> Vec<&Path> {
+        self.inner
+            .read_only
+            .iter()
+            .map(|r| r.root.as_path())
+            .collect()
+    }
+
+    /// Makes the store's directory ready to be packed into a read-only
+    /// file system (the system image's store): checks that every image's
+    /// layers are unpacked in this directory itself (not in a read-only
+    /// store), deletes layers no image uses, and removes `staging/` and the
+    /// temporary files an interrupted write may have left. The directory
+    /// then holds only `layers/`, `configs/` and `repositories.json`. The
+    /// store stays usable (a later operation recreates `staging/`), but the
+    /// directory should not be changed once packed.
+    pub fn seal(&self) -> Result<()> {
+        let _guard = self.inner.lock();
+        for id in self.inner.own_image_ids()? {
+            let (_, cfg) = self.inner.read_config(&id)?;
+            for d in &cfg.rootfs_diff_ids {
+                if !self.inner.layers_dir().join(digest_hex(d)?).is_dir() {
+                    return Err(Error::NotFound(format!(
+                        "layer {d} of image {id} in {}",
+                        self.inner.root.display()
+                    )));
+                }
+            }
+        }
+        self.inner.collect_layers()?;
+        let staging = self.inner.root.join("staging");
+        match fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &staging, e)),
+        }
+        for dir in [
+            self.inner.root.clone(),
+            self.inner.configs_dir(),
+            self.inner.layers_dir(),
+        ] {
+            for e in fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+                let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
+                if is_temp_file(&e.file_name().to_string_lossy()) {
+                    fs::remove_file(e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Loads every image of a `docker save` archive (legacy or OCI-layout
@@ -611,7 +812,8 @@ impl ImageStore {
         })?;
         let _guard = self.inner.lock();
         let mut repos = self.inner.read_repositories()?;
-        let id = self.inner.resolve(source, &repos)?.id().to_string();
+        let view = self.inner.view(&repos);
+        let id = self.inner.resolve(source, &view)?.id().to_string();
         repos.tags.insert(tag, id);
         self.inner.write_repositories(&repos)
     }
@@ -619,7 +821,7 @@ impl ImageStore {
     /// Every image in the store, newest first.
     pub fn list(&self) -> Result<Vec<Image>> {
         let _guard = self.inner.lock();
-        let repos = self.inner.read_repositories()?;
+        let repos = self.inner.view(&self.inner.read_repositories()?);
         let mut out = Vec::new();
         for id in self.inner.image_ids()? {
             out.push(self.inner.image(&id, &repos)?);
@@ -632,7 +834,7 @@ impl ImageStore {
     /// (`sha256:<hex>` or hex) or unique id prefix.
     pub fn get(&self, name: &str) -> Result<Image> {
         let _guard = self.inner.lock();
-        let repos = self.inner.read_repositories()?;
+        let repos = self.inner.view(&self.inner.read_repositories()?);
         let id = self.inner.resolve(name, &repos)?.id().to_string();
         self.inner.image(&id, &repos)
     }
@@ -643,6 +845,13 @@ impl ImageStore {
     /// untagged); refused with [`Error::Conflict`] when named by id while it
     /// has several tags, unless `force`. Layers no longer referenced by any
     /// image are deleted.
+    ///
+    /// An image of a read-only store (a system image) is never deleted:
+    /// naming it by id, or by a tag or digest that only a read-only store
+    /// holds, is refused with [`Error::Conflict`] (`image NAME is part of
+    /// the system image and cannot be removed`), even with `force`, and
+    /// changes nothing. A tag the writable store holds is untagged as
+    /// usual, and the image stays.
     pub fn remove(
         &self,
         name: &str,
@@ -651,15 +860,33 @@ impl ImageStore {
     ) -> Result<Vec<Removed>> {
         let _guard = self.inner.lock();
         let mut repos = self.inner.read_repositories()?;
-        let resolved = self.inner.resolve(name, &repos)?;
+        let view = self.inner.view(&repos);
+        let resolved = self.inner.resolve(name, &view)?;
         let id = resolved.id().to_string();
-        let tags: Vec<String> = repos
+        let system = self.inner.is_system_image(&id);
+        let own_ref = |r: &str| {
+            if r.contains('@') {
+                repos.digests.get(&id).is_some_and(|s| s.contains(r))
+            } else {
+                repos.tags.get(r) == Some(&id)
+            }
+        };
+        let refused = match &resolved {
+            Resolved::Id(_) => system,
+            Resolved::Tag(_, r) | Resolved::Digest(_, r) => !own_ref(r),
+        };
+        if refused {
+            return Err(Error::Conflict(format!(
+                "image {name} is part of the system image and cannot be removed"
+            )));
+        }
+        let tags: Vec<String> = view
             .tags
             .iter()
             .filter(|(_, v)| **v == id)
             .map(|(k, _)| k.clone())
             .collect();
-        let digests: Vec<String> = repos
+        let digests: Vec<String> = view
             .digests
             .get(&id)
             .map(|d| d.iter().cloned().collect())
@@ -684,12 +911,13 @@ impl ImageStore {
                     drop_refs.extend(
                         digests
                             .iter()
-                            .filter(|d| repository_of(d) == repo && *d != r)
+                            .filter(|d| repository_of(d) == repo && *d != r && own_ref(d))
                             .cloned(),
                     );
                 }
                 let remaining = others.iter().filter(|t| !drop_refs.contains(t)).count();
-                if remaining > 0 {
+                if remaining > 0 || system {
+                    // A system image stays, tagged or not.
                     delete = false;
                 } else if in_use(&id) {
                     if !force {
@@ -740,7 +968,13 @@ impl ImageStore {
         if delete {
             let hex = digest_hex(&id)?;
             let p = self.inner.configs_dir().join(format!("{hex}.json"));
-            fs::remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                // A tag left pointing at an image of a read-only store that
+                // is no longer given.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &p, e)),
+            }
             out.push(Removed::Deleted(id.clone()));
             self.inner.collect_layers()?;
         }
@@ -749,18 +983,21 @@ impl ImageStore {
 
     /// The unpacked layer directories of an image (named by id or any name
     /// [`ImageStore::get`] accepts), lowest first, ready to be used as
-    /// overlayfs lowerdirs (reverse the order for `lowerdir=`).
+    /// overlayfs lowerdirs (reverse the order for `lowerdir=`). Each is the
+    /// writable store's directory when it has the layer, else a read-only
+    /// store's.
     pub fn layer_paths(&self, image_id: &str) -> Result<Vec<PathBuf>> {
         let _guard = self.inner.lock();
-        let repos = self.inner.read_repositories()?;
+        let repos = self.inner.view(&self.inner.read_repositories()?);
         let id = self.inner.resolve(image_id, &repos)?.id().to_string();
         let (_, cfg) = self.inner.read_config(&id)?;
         let mut out = Vec::new();
         for d in &cfg.rootfs_diff_ids {
-            let p = self.inner.layers_dir().join(digest_hex(d)?);
-            if !p.is_dir() {
-                return Err(Error::NotFound(format!("layer {d} of image {id}")));
-            }
+            digest_hex(d)?;
+            let p = self
+                .inner
+                .layer_dir(d)
+                .ok_or_else(|| Error::NotFound(format!("layer {d} of image {id}")))?;
             out.push(p);
         }
         Ok(out)
