@@ -1,0 +1,150 @@
+//! The setup of the console, as one function over a root directory: what
+//! `ros console-init` does before it starts sshd and the gettys.
+
+use std::path::Path;
+
+use config::Root;
+
+use crate::accounts;
+use crate::error::Result;
+use crate::fsutil::{self, Attrs};
+use crate::getty;
+use crate::settings::Settings;
+use crate::ssh::{self, HostKeyGen};
+use crate::supervise::Program;
+
+/// Where the `ros` binary is (bind-mounted read-only by the service).
+pub const ROS: &str = "/usr/bin/ros";
+/// Where the docker service puts the User Docker engine's client.
+pub const DOCKER_CLI: &str = "/var/lib/rancher/engine/docker";
+
+/// The command links: (link, target).
+pub const LINKS: [(&str, &str); 7] = [
+    ("/usr/local/bin/ros", ROS),
+    ("/usr/local/bin/system-docker", ROS),
+    ("/usr/local/bin/docker", DOCKER_CLI),
+    ("/usr/local/sbin/reboot", ROS),
+    ("/usr/local/sbin/poweroff", ROS),
+    ("/usr/local/sbin/halt", ROS),
+    ("/usr/local/sbin/shutdown", ROS),
+];
+
+/// What to run once the setup is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub programs: Vec<Program>,
+}
+
+/// Sets the console up under `root` from `settings`, logging a line per
+/// step, and returns the programs to run. Running it again with the same
+/// settings changes no file.
+pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Result<Plan> {
+    tracing::info!(
+        "config read (console {}, {} authorized key(s), ssh port {})",
+        settings.console,
+        settings.authorized_keys.len(),
+        settings.ssh_port
+    );
+
+    if let Some(name) = &settings.hostname {
+        fsutil::write_file(
+            &root.join("/etc/hostname"),
+            format!("{name}\n").as_bytes(),
+            Attrs::root(0o644),
+        )?;
+    }
+
+    let user = accounts::ensure_user(root, settings.password.as_deref())?;
+    tracing::info!(
+        "user {} ready (uid {}, shell {}, home {}{}, password {}, groups docker and {}, sudo without password)",
+        accounts::USER,
+        accounts::UID,
+        user.shell,
+        accounts::HOME,
+        if user.home_created { " made" } else { " kept" },
+        if user.password_set { "set from rancher.password" } else { "locked" },
+        user.admin_group,
+    );
+
+    let added = ssh::authorize_keys(root, &settings.authorized_keys)?;
+    tracing::info!(
+        "ssh keys for {}: {added} added to {}/.ssh/authorized_keys",
+        accounts::USER,
+        accounts::HOME
+    );
+
+    let keys = ssh::host_keys(root, settings, keygen)?;
+    tracing::info!(
+        "ssh host keys ready ({} from rancher.ssh.keys, {} reused, {} generated; kept in {})",
+        keys.from_config,
+        keys.reused,
+        keys.generated,
+        ssh::PERSISTED_KEYS
+    );
+    ssh::configure_sshd(root, settings)?;
+    if ssh::main_config_includes_drop_ins(root)? == Some(false) {
+        tracing::warn!(
+            "/etc/ssh/sshd_config does not include sshd_config.d: {} has no effect",
+            ssh::DROP_IN
+        );
+    }
+
+    for (link, target) in LINKS {
+        fsutil::symlink(Path::new(target), &root.join(link))?;
+    }
+    tracing::info!("commands linked: ros, system-docker, docker, reboot, poweroff, halt, shutdown");
+
+    let mut programs = Vec::new();
+    if settings.ssh_daemon {
+        programs.push(Program {
+            name: "sshd".into(),
+            argv: vec!["/usr/sbin/sshd".into(), "-D".into(), "-e".into()],
+            stdio_null: true,
+        });
+        match &settings.ssh_listen_address {
+            Some(addr) => tracing::info!("sshd on {addr}, port {}", settings.ssh_port),
+            None => tracing::info!("sshd on port {}", settings.ssh_port),
+        }
+    } else {
+        tracing::info!("sshd not started (rancher.ssh.daemon is false)");
+    }
+
+    let ttys = getty::ttys(root, settings);
+    let tools = getty::tools(root)?;
+    if let Some(login) = &tools.login {
+        getty::write_autologin(root, login)?;
+    }
+    let mut started = Vec::new();
+    for tty in &ttys {
+        match getty::program(&tools, tty) {
+            Some(p) => {
+                programs.push(p);
+                started.push(if tty.autologin {
+                    format!("{} (autologin)", tty.name)
+                } else {
+                    tty.name.clone()
+                });
+            }
+            None => tracing::warn!(
+                "no getty on {}: the image has {}",
+                tty.name,
+                if tools.getty == getty::Getty::None {
+                    "no getty (agetty or busybox)"
+                } else {
+                    "no login program (install the login package)"
+                }
+            ),
+        }
+    }
+    if !started.is_empty() {
+        tracing::info!("getty on {}", started.join(", "));
+    } else if ttys.is_empty() {
+        tracing::info!("no getty: no tty1 or serial console found");
+    }
+    for tty in &settings.autologin {
+        if !ttys.iter().any(|t| &t.name == tty) {
+            tracing::warn!("rancher.autologin names {tty}, which has no getty here");
+        }
+    }
+    Ok(Plan { programs })
+}

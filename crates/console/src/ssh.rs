@@ -1,0 +1,257 @@
+//! SSH: the rancher user's authorized keys, host keys kept across reboots,
+//! and sshd's settings.
+
+use std::path::Path;
+
+use config::Root;
+
+use crate::accounts::{HOME, UID};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Attrs};
+use crate::settings::{is_host_key_name, Settings};
+
+/// Where host keys are kept between boots (on the state disk).
+pub const PERSISTED_KEYS: &str = "/var/lib/rancher/conf/ssh";
+/// sshd's own directory.
+pub const SSH_DIR: &str = "/etc/ssh";
+/// The sshd_config drop-in the console writes.
+pub const DROP_IN: &str = "/etc/ssh/sshd_config.d/oxos.conf";
+/// sshd's privilege separation directory.
+pub const PRIVSEP_DIR: &str = "/run/sshd";
+
+const USER_ATTRS: Attrs = Attrs {
+    mode: 0o700,
+    uid: UID,
+    gid: UID,
+};
+
+/// Adds the configured keys to ~rancher/.ssh/authorized_keys. Keys already
+/// in the file, and keys added there by hand, are kept: the file lives on
+/// the state disk. Returns how many keys were added.
+pub fn authorize_keys(root: &Root, keys: &[String]) -> Result<usize> {
+    let dir = root.join(HOME).join(".ssh");
+    fsutil::ensure_dir(&dir, USER_ATTRS)?;
+    let path = dir.join("authorized_keys");
+    let mut text = fsutil::read_optional(&path)?.unwrap_or_default();
+    let present: Vec<String> = text.lines().map(|l| l.trim().to_owned()).collect();
+    let mut added = 0;
+    // One entry could hold several lines; each is a key of its own.
+    for key in keys.iter().flat_map(|k| k.lines()).map(str::trim) {
+        if key.is_empty() || key.starts_with('#') || present.iter().any(|p| p == key) {
+            continue;
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(key);
+        text.push('\n');
+        added += 1;
+    }
+    fsutil::write_file(
+        &path,
+        text.as_bytes(),
+        Attrs {
+            mode: 0o600,
+            ..USER_ATTRS
+        },
+    )?;
+    Ok(added)
+}
+
+/// Makes the host keys that sshd needs.
+pub trait HostKeyGen {
+    /// Creates every missing host key in `<root>/etc/ssh`.
+    fn generate(&self, root: &Path) -> Result<()>;
+}
+
+/// `ssh-keygen -A -f ROOT`: the OpenSSH way, every default key type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SshKeygen;
+
+impl HostKeyGen for SshKeygen {
+    fn generate(&self, root: &Path) -> Result<()> {
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-A")
+            .arg("-f")
+            .arg(root)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| Error::Command {
+                program: "ssh-keygen -A".into(),
+                reason: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                program: "ssh-keygen -A".into(),
+                reason: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where each host key came from.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HostKeyReport {
+    /// Private keys taken from rancher.ssh.keys.
+    pub from_config: usize,
+    /// Private keys taken from the persisted copy.
+    pub reused: usize,
+    /// Private keys made now.
+    pub generated: usize,
+}
+
+fn host_key_files(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Read {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_host_key_name(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn key_attrs(name: &str) -> Attrs {
+    Attrs::root(if name.ends_with(".pub") { 0o644 } else { 0o600 })
+}
+
+/// Puts host keys in /etc/ssh: the persisted ones from
+/// /var/lib/rancher/conf/ssh, then those of rancher.ssh.keys over them,
+/// then `keygen` for the types still missing; and saves them all back to
+/// /var/lib/rancher/conf/ssh, so that the host keys survive a reboot and a
+/// console switch.
+pub fn host_keys(
+    root: &Root,
+    settings: &Settings,
+    keygen: &dyn HostKeyGen,
+) -> Result<HostKeyReport> {
+    let etc = root.join(SSH_DIR);
+    let saved = root.join(PERSISTED_KEYS);
+    fsutil::ensure_dir(&etc, Attrs::root(0o755))?;
+    let mut report = HostKeyReport::default();
+    let is_private = |n: &str| !n.ends_with(".pub");
+
+    for name in host_key_files(&saved)? {
+        let from = saved.join(&name);
+        let content = std::fs::read(&from).map_err(|source| Error::Read { path: from, source })?;
+        fsutil::write_file(&etc.join(&name), &content, key_attrs(&name))?;
+        report.reused += usize::from(is_private(&name));
+    }
+    for (name, content) in &settings.ssh_host_keys {
+        let mut content = content.clone();
+        if !content.ends_with('\n') {
+            content.push('\n');
+        }
+        fsutil::write_file(&etc.join(name), content.as_bytes(), key_attrs(name))?;
+        if is_private(name) {
+            report.from_config += 1;
+            if saved.join(name).exists() {
+                report.reused -= 1;
+            }
+        }
+    }
+
+    let before = host_key_files(&etc)?;
+    keygen.generate(root.dir())?;
+    let after = host_key_files(&etc)?;
+    report.generated = after
+        .iter()
+        .filter(|n| is_private(n) && !before.contains(n))
+        .count();
+
+    fsutil::ensure_dir(&saved, Attrs::root(0o700))?;
+    for name in after {
+        let from = etc.join(&name);
+        let content = std::fs::read(&from).map_err(|source| Error::Read { path: from, source })?;
+        fsutil::write_file(&saved.join(&name), &content, key_attrs(&name))?;
+    }
+    Ok(report)
+}
+
+/// The sshd_config drop-in for `settings`.
+pub fn sshd_config(settings: &Settings) -> String {
+    let mut text = String::from(
+        "# Written by ros console-init at every start, from rancher.ssh and\n\
+         # rancher.password; changes made here are lost. sshd uses the first\n\
+         # value it reads for a setting, and this file is included first.\n",
+    );
+    text.push_str(&format!("Port {}\n", settings.ssh_port));
+    if let Some(addr) = &settings.ssh_listen_address {
+        text.push_str(&format!("ListenAddress {addr}\n"));
+    }
+    let password = settings.password.as_deref().is_some_and(|p| !p.is_empty());
+    let yes_no = if password { "yes" } else { "no" };
+    text.push_str(&format!("PasswordAuthentication {yes_no}\n"));
+    text.push_str(&format!("KbdInteractiveAuthentication {yes_no}\n"));
+    text.push_str("PermitRootLogin no\n");
+    text.push_str("UseDNS no\n");
+    text
+}
+
+/// Whether the main sshd_config includes the drop-in directory (Debian's
+/// does); `None` when there is no sshd_config.
+pub fn main_config_includes_drop_ins(root: &Root) -> Result<Option<bool>> {
+    let text = fsutil::read_optional(&root.join("/etc/ssh/sshd_config"))?;
+    Ok(text.map(|t| {
+        t.lines().any(|l| {
+            let l = l.trim();
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("include"))
+                && l.contains("sshd_config.d")
+        })
+    }))
+}
+
+/// Writes the drop-in and makes sshd's privilege separation directory.
+pub fn configure_sshd(root: &Root, settings: &Settings) -> Result<()> {
+    fsutil::write_file(
+        &root.join(DROP_IN),
+        sshd_config(settings).as_bytes(),
+        Attrs::root(0o644),
+    )?;
+    fsutil::ensure_dir(&root.join(PRIVSEP_DIR), Attrs::root(0o755))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_in_follows_the_settings() {
+        let mut s = Settings {
+            ssh_port: 22,
+            ..Default::default()
+        };
+        let text = sshd_config(&s);
+        assert!(text.contains("\nPort 22\n"), "{text}");
+        assert!(text.contains("\nPasswordAuthentication no\n"), "{text}");
+        assert!(text.contains("\nPermitRootLogin no\n"), "{text}");
+        assert!(text.contains("\nUseDNS no\n"), "{text}");
+        assert!(!text.contains("ListenAddress"), "{text}");
+
+        s.ssh_port = 2222;
+        s.ssh_listen_address = Some("10.0.0.5".into());
+        s.password = Some("pw".into());
+        let text = sshd_config(&s);
+        assert!(text.contains("\nPort 2222\n"), "{text}");
+        assert!(text.contains("\nListenAddress 10.0.0.5\n"), "{text}");
+        assert!(text.contains("\nPasswordAuthentication yes\n"), "{text}");
+    }
+}
