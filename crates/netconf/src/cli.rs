@@ -89,6 +89,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
+        // The service's log is timestamped by the engine that keeps it.
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
     let result = match cli.command {

@@ -262,13 +262,15 @@ pub fn run_hook(hook: &HookConfig, env: &BTreeMap<String, String>) -> Result<()>
             std::fs::write(&path, dns_to_text(&dns)).map_err(file_err("write", &path))?;
         }
         Event::Lost { interface, reason } => {
-            tracing::warn!("{interface}: dhcp lease lost ({})", reason.to_lowercase());
             let path = dir.join(safe_name(&interface));
             match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(file_err("remove", &path)(e))
+                // Only a lease that was there is lost (dhcpcd also says
+                // NOCARRIER for a link coming up).
+                Ok(()) => {
+                    tracing::warn!("{interface}: dhcp lease lost ({})", reason.to_lowercase())
                 }
-                _ => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(file_err("remove", &path)(e)),
             }
         }
         Event::Other => return Ok(()),
