@@ -31,6 +31,7 @@
 //! integration tests and benchmarks as root, since those run real containers.
 
 mod bench;
+mod bench_boot;
 mod check;
 mod cleanup;
 mod cmd;
@@ -82,15 +83,26 @@ enum Task {
     Lock(images::LockArgs),
     /// Run a benchmark.
     ///
-    /// Example: `cargo xtask bench engine --runs 100`.
+    /// Example: `cargo xtask bench engine --runs 100`, `cargo xtask bench boot`.
     Bench {
         #[command(subcommand)]
-        bench: bench::Bench,
+        bench: BenchKind,
     },
     /// Check formatting (`cargo fmt --all -- --check`).
     FmtCheck,
     /// Run clippy on every target with warnings denied.
     Lint,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    #[command(flatten)]
+    Engine(bench::Bench),
+    /// Boot time and memory of OxOS against Debian trixie with systemd and
+    /// docker.io, both in QEMU with the same command.
+    ///
+    /// Example: `sudo cargo xtask bench boot --runs 3`.
+    Boot(bench_boot::BootArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,7 +114,10 @@ fn main() -> ExitCode {
         Task::Run(args) => os::run_cmd(&args),
         Task::Images(args) => images::run(&args),
         Task::Lock(args) => images::lock(&args),
-        Task::Bench { bench } => bench::run(&bench),
+        Task::Bench { bench } => match bench {
+            BenchKind::Engine(bench) => bench::run(&bench),
+            BenchKind::Boot(args) => bench_boot::run(&args),
+        },
         Task::FmtCheck => check::fmt_check(),
         Task::Lint => check::lint(),
     };

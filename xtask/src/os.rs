@@ -66,7 +66,7 @@
 mod disk;
 mod kernel;
 mod modules;
-mod qemu;
+pub mod qemu;
 mod sizes;
 
 use crate::cmd::{cargo, run_step, target_dir, workspace_root};
