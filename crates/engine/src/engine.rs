@@ -918,6 +918,51 @@ fn check_supported(body: &ContainerCreateBody) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A store holding one image, `sys:1`, of one empty layer, sealed as
+    /// the system image's store is.
+    fn system_store(dir: &Path) -> String {
+        let s = ImageStore::open(dir).unwrap();
+        // An empty tar: two zero blocks.
+        let id = s
+            .import(&[0u8; 1024][..], Some("sys:1"), Default::default())
+            .unwrap();
+        s.seal().unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn read_only_image_stores_are_listed_and_cannot_be_removed() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let d = tempfile::tempdir().unwrap();
+        let ro = d.path().join("system-store");
+        let id = system_store(&ro);
+        let mut config = Config::new(d.path().join("data"));
+        config.read_only_image_stores = vec![d.path().join("missing"), ro.clone()];
+        let engine = Engine::open(config).unwrap();
+        assert_eq!(engine.images.get("sys:1").unwrap().id, id);
+        assert!(engine.images.layer_paths(&id).unwrap()[0].starts_with(&ro));
+
+        let app = crate::api::router(engine.clone());
+        let res = app
+            .oneshot(
+                axum::http::Request::delete("/images/sys:1")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 409);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let msg = String::from_utf8_lossy(&body);
+        assert!(
+            msg.contains("image sys:1 is part of the system image and cannot be removed"),
+            "{msg}"
+        );
+        assert_eq!(engine.images.get("sys:1").unwrap().id, id);
+    }
+
     #[test]
     fn signals_parse_by_name_and_number() {
         assert_eq!(parse_signal("SIGTERM").unwrap(), libc::SIGTERM);

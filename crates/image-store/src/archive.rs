@@ -11,13 +11,16 @@
 //! the store then checks every diff id before committing anything.
 //!
 //! Blobs under `blobs/sha256/` are content addressed: an entry whose bytes
-//! do not hash to its name is refused.
+//! do not hash to its name is refused. An uncompressed layer blob there is
+//! named by its diff id; when the store (or a read-only store under it)
+//! already has that layer, the entry is only hashed, not unpacked again.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Component, Path};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::store::{sha256_digest, LayerRef, PendingImage, Staging};
@@ -38,6 +41,8 @@ struct Contents {
     blobs: BTreeMap<String, Vec<u8>>,
     /// Normalised path -> staged layer index.
     layers: BTreeMap<String, usize>,
+    /// Normalised path -> diff id of a layer blob the store already has.
+    present: BTreeMap<String, String>,
     /// Normalised path -> normalised target (symlinks, hard links).
     links: BTreeMap<String, String>,
 }
@@ -70,6 +75,9 @@ impl Contents {
         let p = self.resolve(&p).to_string();
         if let Some(&i) = self.layers.get(&p) {
             return Ok(LayerRef::Staged(i));
+        }
+        if let Some(diff_id) = self.present.get(&p) {
+            return Ok(LayerRef::Present(diff_id.clone()));
         }
         let Some(data) = self.blobs.get(&p) else {
             return Err(Error::archive(format!(
@@ -132,9 +140,11 @@ fn read_err(e: impl std::fmt::Display) -> Error {
 
 /// Reads the whole tarball into `staging` and returns the images it
 /// describes.
+/// `present(diff_id)` tells whether the store already has a layer.
 pub(crate) fn read_archive(
     staging: &mut Staging,
     src: impl Read,
+    present: &dyn Fn(&str) -> bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<PendingImage>> {
     let outer = unpack::decompressed(src)?;
@@ -175,7 +185,17 @@ pub(crate) fn read_archive(
             unpack::detect(&head[..]).map_err(read_err)?.0,
             unpack::Compression::Gzip | unpack::Compression::Zstd | unpack::Compression::Xz
         );
-        if compressed || looks_like_tar(&head) {
+        let known = path
+            .strip_prefix("blobs/sha256/")
+            .map(|hex| format!("sha256:{hex}"))
+            .filter(|diff_id| !compressed && looks_like_tar(&head) && present(diff_id));
+        if let Some(diff_id) = known {
+            // An uncompressed blob's digest is its diff id: the layer is
+            // already unpacked, so the bytes are only checked.
+            let actual = hash_rest(head, &mut entry)?;
+            check_content_address(&path, &actual)?;
+            contents.present.insert(path, diff_id);
+        } else if compressed || looks_like_tar(&head) {
             progress(&format!("Loading layer {path}"));
             let idx = staging
                 .layer(io::Cursor::new(head).chain(&mut entry))
@@ -215,6 +235,22 @@ pub(crate) fn read_archive(
         return Err(Error::archive("the archive holds no image"));
     }
     Ok(images)
+}
+
+/// The `sha256:` digest of `head` followed by the rest of `r`.
+fn hash_rest(head: Vec<u8>, r: &mut impl Read) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(&head);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 fn check_content_address(path: &str, actual: &str) -> Result<()> {

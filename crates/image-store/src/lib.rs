@@ -9,6 +9,11 @@
 //! overlayfs lower directories, and the image configuration to build OCI
 //! runtime specs.
 //!
+//! The system image (the read-only file system mounted at `/usr`) carries
+//! the system images already unpacked, as a store directory of its own at
+//! `/usr/share/ros/store`, so that boot extracts nothing. The engine keeps
+//! its writable store under its data root and must see both.
+//!
 //! ## Design
 //!
 //! The store is content addressed and every byte it keeps is digest verified.
@@ -22,6 +27,11 @@
 //!                              "digests": {"sha256:<id>": ["busybox@sha256:<manifest>"]}}
 //! staging/<random>/           work of one operation in progress; wiped by `open`
 //! ```
+//!
+//! A directory in this layout is self-describing: copying it (or packing it
+//! into a squashfs) copies the store. [`ImageStore::seal`] prepares one for
+//! that (checks every layer is there, removes `staging/`, orphan layers and
+//! temporary files).
 //!
 //! The set of images is the set of config files; tags and repo digests are
 //! the only other metadata. Tags are kept in Docker's familiar form
@@ -65,6 +75,37 @@
 //!   image references any more are moved out of `layers/` into staging and
 //!   then deleted, so a crash never leaves a half-deleted layer in place.
 //!
+//! ### Read-only stores
+//!
+//! [`ImageStore::open_with_read_only`] opens the writable store over any
+//! number of read-only store directories (the system image's). They are
+//! only ever read: no lock, no staging, no cleanup, no garbage collection
+//! touches them, and a missing one is skipped with a warning so that boot
+//! goes on. Their `repositories.json` and list of configs are read once, at
+//! open.
+//!
+//! * Images: the union of all stores' `configs/`. A config is read from the
+//!   writable store if it has it, else from the first read-only store that
+//!   does. Read-only images are reported like the others.
+//! * Tags and digests: the writable store's tag wins over a read-only
+//!   store's of the same name (and an earlier read-only store's over a later
+//!   one's); removing the writable tag uncovers the read-only one again.
+//!   New tags, including tags of read-only images, go to the writable
+//!   `repositories.json`.
+//! * Layers are shared by diff id: [`ImageStore::layer_paths`] gives the
+//!   writable store's directory when it has the layer, else a read-only
+//!   store's. `load`, `pull` and `import` never add a layer that either
+//!   store has; `pull` does not download it, and `load` does not unpack an
+//!   uncompressed `blobs/sha256/<diffid>` entry (Docker 25+ `docker save`,
+//!   uncompressed OCI layouts) but only checks its digest. The image config
+//!   is written to the writable store all the same.
+//! * A read-only image cannot be removed: naming it by id, or by a
+//!   reference only a read-only store holds, is refused with
+//!   [`Error::Conflict`] (the engine answers 409), even when forced.
+//!   Untagging a writable tag of it works and leaves the image in place.
+//! * Garbage collection deletes writable layers only, and counts the layers
+//!   of read-only images as used (a container may run on the writable copy).
+//!
 //! ## Limitations
 //!
 //! * Only linux/amd64 is selected from multi-platform indexes.
@@ -78,6 +119,17 @@
 //! * Non-layer entries of an archive larger than 16 MiB are ignored; the
 //!   legacy pre-1.10 `docker save` format (`repositories` only) is refused.
 //! * `size` counts file content bytes, not allocated blocks.
+//! * `load` still unpacks (into staging, then discards) layers already in a
+//!   store when the archive names them otherwise than by diff id (legacy
+//!   `docker save` `<id>/layer.tar`, compressed OCI blobs): the diff id is
+//!   only known once the stream has been read.
+//! * A writable copy of a layer that a read-only store also has is kept as
+//!   long as any image, writable or read-only, uses that diff id.
+//! * Read-only stores are taken as given: their contents are not verified
+//!   again at open (they were verified when built, and the file system
+//!   holding them is read-only). A writable tag pointing at an image of a
+//!   read-only store no longer given finds no image; removing it just
+//!   untags.
 
 mod archive;
 mod error;

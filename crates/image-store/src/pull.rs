@@ -211,7 +211,7 @@ impl ImageStore {
                     current: 0,
                     total: None,
                 });
-                refs.push(LayerRef::Present);
+                refs.push(LayerRef::Present(diff_id.clone()));
                 continue;
             }
             digest_hex(&desc.digest)

@@ -217,12 +217,13 @@ impl Drop for Staging {
 }
 
 /// Where a pending image's layer comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LayerRef {
     /// Index into `Staging::layers`.
     Staged(usize),
-    /// Already in the store (checked again at commit).
-    Present,
+    /// Already unpacked in the store or a read-only one, with this diff id
+    /// (checked against the config, and again for presence at commit).
+    Present(String),
 }
 
 /// An image ready to be committed: config bytes, its layers (lowest
@@ -479,9 +480,17 @@ impl Inner {
                     img.layers.len()
                 )));
             }
-            for (want, &lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
-                let LayerRef::Staged(idx) = lref else {
-                    continue;
+            for (want, lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+                let idx = match lref {
+                    LayerRef::Staged(idx) => *idx,
+                    LayerRef::Present(have) if have == want => continue,
+                    LayerRef::Present(have) => {
+                        return Err(Error::DigestMismatch {
+                            what: format!("layer of image {id}"),
+                            expected: want.clone(),
+                            actual: have.clone(),
+                        })
+                    }
                 };
                 let staged = staging
                     .layers
@@ -513,7 +522,7 @@ impl Inner {
         let _guard = self.lock();
         let layers_dir = self.layers_dir();
         for (img, (_, cfg, _)) in images.iter().zip(&checked) {
-            for (diff_id, &lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
+            for (diff_id, lref) in cfg.rootfs_diff_ids.iter().zip(&img.layers) {
                 let hex = digest_hex(diff_id)?;
                 let dest = layers_dir.join(hex);
                 // Present here or in a read-only store: shared, not added.
@@ -522,10 +531,10 @@ impl Inner {
                 }
                 let LayerRef::Staged(idx) = lref else {
                     return Err(Error::NotFound(format!(
-                        "layer {diff_id} (removed while the image was pulled)"
+                        "layer {diff_id} (removed while the image was being added)"
                     )));
                 };
-                let staged = &staging.layers[idx];
+                let staged = &staging.layers[*idx];
                 write_atomic(
                     &layers_dir.join(format!("{hex}.size")),
                     staged.info.size.to_string().as_bytes(),
@@ -747,7 +756,8 @@ impl ImageStore {
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<LoadedImage>> {
         let mut staging = self.inner.staging()?;
-        let images = crate::archive::read_archive(&mut staging, tar, progress)?;
+        let present = |diff_id: &str| self.inner.has_layer(diff_id);
+        let images = crate::archive::read_archive(&mut staging, tar, &present, progress)?;
         let loaded = self.inner.commit(&staging, &images)?;
         for l in &loaded {
             if l.tags.is_empty() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image_store::{ContainerConfig, Error, ImageStore, Removed};
-use testkit::{DockerArchive, LayerBuilder, OciLayout, TestImage};
+use testkit::{Compression, DockerArchive, LayerBuilder, OciLayout, TestImage};
 
 fn load(s: &ImageStore, tar: &[u8]) -> Result<Vec<image_store::LoadedImage>, Error> {
     s.load(tar, &mut |_| {})
@@ -190,6 +190,29 @@ fn loading_or_importing_a_system_image_again_adds_no_layer() {
     assert_eq!(s.get("mine:1").unwrap().id, TestImage::busybox().id());
     // The config is kept by the writable store too.
     assert_eq!(std::fs::read_dir(t.rw.join("configs")).unwrap().count(), 1);
+
+    // Archives naming layers by diff id (Docker 25+ `docker save`, OCI
+    // layouts with uncompressed layers) do not even unpack them again.
+    for tar in [
+        DockerArchive::new()
+            .image(&TestImage::busybox(), &["oci-save:1"])
+            .oci_flavoured(true)
+            .build(),
+        OciLayout::new()
+            .image(&app(), Some("oci:1"))
+            .compression(Compression::None)
+            .build(),
+    ] {
+        let mut lines = Vec::new();
+        s.load(&tar[..], &mut |l| lines.push(l.to_string()))
+            .unwrap();
+        assert!(
+            !lines.iter().any(|l| l.starts_with("Loading layer")),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(s.get("oci:1").unwrap().id, app().id());
+    assert_eq!(layer_dirs(&t.rw), 0);
 
     // Importing the very same root file system shares it as well.
     s.import(
