@@ -7,7 +7,7 @@ use config::Root;
 
 use crate::accounts;
 use crate::error::Result;
-use crate::fsutil::{self, Attrs};
+use crate::fsutil;
 use crate::getty;
 use crate::settings::Settings;
 use crate::ssh::{self, HostKeyGen};
@@ -40,19 +40,15 @@ pub struct Plan {
 /// settings changes no file.
 pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Result<Plan> {
     tracing::info!(
-        "config read (console {}, {} authorized key(s), ssh port {})",
+        "config read (console {}, hostname {}, {} authorized key(s), ssh port {})",
         settings.console,
+        settings.hostname.as_deref().unwrap_or("unset"),
         settings.authorized_keys.len(),
         settings.ssh_port
     );
 
-    if let Some(name) = &settings.hostname {
-        fsutil::write_file(
-            &root.join("/etc/hostname"),
-            format!("{name}\n").as_bytes(),
-            Attrs::root(0o644),
-        )?;
-    }
+    // The hostname is set by init and the network service; /etc/hostname
+    // is the engine's bind mount (shared UTS namespace), never written here.
 
     let user = accounts::ensure_user(root, settings.password.as_deref())?;
     tracing::info!(

@@ -178,6 +178,9 @@ pub fn host_keys(
     for name in after {
         let from = etc.join(&name);
         let content = std::fs::read(&from).map_err(|source| Error::Read { path: from, source })?;
+        // Private keys readable by root only, whatever made them: sshd
+        // refuses a private key that others can read.
+        fsutil::write_file(&etc.join(&name), &content, key_attrs(&name))?;
         fsutil::write_file(&saved.join(&name), &content, key_attrs(&name))?;
     }
     Ok(report)
