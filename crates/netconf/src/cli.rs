@@ -117,10 +117,24 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("ros netconf: {e:#}");
+            eprintln!("ros netconf: {}", chain(&e));
             1
         }
     }
+}
+
+/// The error and its causes, each said once: the crate's messages already
+/// end with their cause ("failed to write X: permission denied").
+fn chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -163,7 +177,7 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    crate::netlink::create(&handle, &creations).await?;
+    let mut failed = crate::netlink::create(&handle, &creations).await;
     let links = if creations.is_empty() {
         links
     } else {
@@ -173,7 +187,14 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
-    crate::netlink::apply(&handle, &plan).await?;
+    failed.extend(crate::netlink::apply(&handle, &plan).await);
+    for e in &failed {
+        tracing::error!("{e}");
+    }
+    // --once reports a partial failure in its exit code; the service goes
+    // on with what worked (DHCP on the other links, DNS).
+    let partial = (cli.once && !failed.is_empty())
+        .then(|| anyhow::anyhow!("{} link setting(s) failed (see above)", failed.len()));
 
     let hook = HookConfig {
         state_dir: cli.state_dir.clone(),
@@ -184,6 +205,9 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
 
     let dhcp_links = plan.dhcp_links();
     if dhcp_links.is_empty() {
+        if let Some(e) = partial {
+            return Err(e);
+        }
         if cli.once {
             return Ok(());
         }
@@ -204,7 +228,7 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
     } else {
         dhcpcd.supervise(shutdown).await?;
     }
-    Ok(())
+    partial.map_or(Ok(()), Err)
 }
 
 /// `--dry-run`'s text.

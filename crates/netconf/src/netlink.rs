@@ -79,8 +79,10 @@ fn to_link(msg: &LinkMessage) -> Option<Link> {
 }
 
 /// Creates VLANs and bridges. A link that appeared meanwhile (EEXIST) is
-/// fine.
-pub async fn create(handle: &Handle, creations: &[Create]) -> Result<()> {
+/// fine; one that cannot be created is returned, and the others are still
+/// made (a missing VLAN must not keep the rest of the network down).
+pub async fn create(handle: &Handle, creations: &[Create]) -> Vec<Error> {
+    let mut failed = Vec::new();
     for c in creations {
         let (what, message) = match c {
             Create::Vlan { name, parent, id } => (
@@ -95,10 +97,21 @@ pub async fn create(handle: &Handle, creations: &[Create]) -> Result<()> {
         match handle.link().add(message).execute().await {
             Ok(()) => tracing::info!("{}", what.replacen("create", "created", 1)),
             Err(e) if is_errno(&e, libc::EEXIST) => {}
-            Err(e) => return Err(netlink(what, e)),
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => failed.push(netlink(
+                format!(
+                    "{what}: the kernel has no {} support",
+                    if matches!(c, Create::Vlan { .. }) {
+                        "802.1Q (8021q)"
+                    } else {
+                        "bridge"
+                    }
+                ),
+                e,
+            )),
+            Err(e) => failed.push(netlink(what, e)),
         }
     }
-    Ok(())
+    failed
 }
 
 fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
@@ -107,14 +120,22 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
 
 /// Applies the plan: port membership, MTU and up first, then addresses,
 /// then gateways (a gateway needs the address that makes it reachable).
-pub async fn apply(handle: &Handle, plan: &Plan) -> Result<()> {
+/// A link that fails is returned and the others are still configured.
+pub async fn apply(handle: &Handle, plan: &Plan) -> Vec<Error> {
+    let mut failed = Vec::new();
+    let mut ok = Vec::new();
     for l in &plan.links {
-        apply_link(handle, l).await?;
+        match apply_link(handle, l).await {
+            Ok(()) => ok.push(l),
+            Err(e) => failed.push(e),
+        }
     }
-    for l in &plan.links {
-        apply_routes(handle, l).await?;
+    for l in ok {
+        if let Err(e) = apply_routes(handle, l).await {
+            failed.push(e);
+        }
     }
-    Ok(())
+    failed
 }
 
 async fn apply_link(handle: &Handle, l: &LinkPlan) -> Result<()> {

@@ -418,7 +418,11 @@ pub fn creations(interfaces: &[Interface], links: &[Link]) -> Vec<Create> {
                 out.push(Create::Bridge { name: br.clone() });
             }
         }
-        for v in &i.vlans {
+        // A VLAN link matched by its parent's glob gets no VLANs of its
+        // own: `eth*: {vlans: '10'}` would otherwise stack eth0.10.10 on
+        // each run.
+        let is_vlan = link.kind == LinkKind::Other("vlan".to_owned());
+        for v in i.vlans.iter().filter(|_| !is_vlan) {
             let name = v.link_name(&link.name);
             if !exists(&name) && seen.insert(name.clone()) {
                 out.push(Create::Vlan {
@@ -775,6 +779,15 @@ mod tests {
             LinkKind::Other("vlan".into()),
         ));
         assert!(creations(&s.interfaces, &after).is_empty());
+        let glob = settings("interfaces:\n  'eth*': {vlans: '10'}\n");
+        let mut with_vlan = links();
+        with_vlan.push(link(
+            8,
+            "eth1.10",
+            "52:54:00:00:00:01",
+            LinkKind::Other("vlan".into()),
+        ));
+        assert!(creations(&glob.interfaces, &with_vlan).is_empty());
         let p = plan(&s, &after);
         assert_eq!(
             p.links

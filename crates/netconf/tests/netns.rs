@@ -188,6 +188,101 @@ fn static_address_gateway_mtu_and_dns_are_applied() {
 }
 
 #[test]
+fn vlans_and_bridges_are_created_and_configured() {
+    skip_unless!("ip");
+    let ns = Netns::new("v");
+    ns.ip(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"]);
+    // Not every kernel has 802.1Q (this one may be built without it).
+    let vlans = Command::new("ip")
+        .args([
+            "-n", &ns.0, "link", "add", "link", "vt0", "name", "probe", "type", "vlan", "id", "99",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    let config = if vlans {
+        ns.ip(&["link", "del", "probe"]);
+        "rancher:\n  network:\n    interfaces:\n      vt0: {vlans: '10,20:guests'}\n      vt0.10: {address: 10.10.0.2/24}\n      vt1: {bridge: br0}\n      br0: {bridge: true, address: 10.20.0.1/24}\n"
+    } else {
+        eprintln!("vlans skipped: the kernel has no 802.1Q support");
+        "rancher:\n  network:\n    interfaces:\n      vt1: {bridge: br0}\n      br0: {bridge: true, address: 10.20.0.1/24}\n"
+    };
+    let root = root_with(config);
+    for round in 0..2 {
+        let out = ns
+            .exec(NETCONF)
+            .arg("--once")
+            .arg("--root")
+            .arg(root.path())
+            .arg("--resolv-conf")
+            .arg(root.path().join("resolv.conf"))
+            .arg("--state-dir")
+            .arg(root.path().join("state"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "round {round}: {stderr}");
+        let vlan = |name: &str| {
+            let v = ns.json(&["-d", "link", "show", "dev", name]);
+            assert_eq!(v[0]["linkinfo"]["info_kind"], "vlan", "{v}");
+            v[0]["linkinfo"]["info_data"]["id"].as_u64().unwrap()
+        };
+        if vlans {
+            assert_eq!(vlan("vt0.10"), 10);
+            assert_eq!(vlan("guests"), 20);
+            assert_eq!(addresses(&ns, "vt0.10")[0], "10.10.0.2/24");
+            assert!(is_up(&ns, "guests"));
+        }
+        let br = ns.json(&["-d", "link", "show", "dev", "br0"]);
+        assert_eq!(br[0]["linkinfo"]["info_kind"], "bridge", "{br}");
+        assert!(addresses(&ns, "br0").contains(&"10.20.0.1/24".to_owned()));
+        let port = ns.json(&["link", "show", "dev", "vt1"]);
+        assert_eq!(port[0]["master"], "br0", "{port}");
+        assert!(is_up(&ns, "vt1") && is_up(&ns, "br0"));
+    }
+    // Nothing was stacked on the second run.
+    let all = ns.json(&["link", "show"]);
+    let expected = if vlans { 6 } else { 4 };
+    assert_eq!(all.as_array().unwrap().len(), expected, "{all}");
+}
+
+#[test]
+fn a_link_that_fails_does_not_keep_the_others_down() {
+    skip_unless!("ip");
+    let ns = Netns::new("f");
+    ns.ip(&["link", "add", "vt0", "type", "veth", "peer", "name", "vt1"]);
+    // A gateway outside every subnet of its link: the kernel refuses the
+    // route, the other link is configured all the same.
+    let root = root_with(
+        "rancher:\n  network:\n    interfaces:\n      vt0: {gateway: 10.99.0.1}\n      vt1: {address: 10.55.0.2/24}\n",
+    );
+    let out = ns
+        .exec(NETCONF)
+        .arg("--once")
+        .arg("--root")
+        .arg(root.path())
+        .arg("--resolv-conf")
+        .arg(root.path().join("resolv.conf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed to add default route via 10.99.0.1 on vt0: Network is unreachable"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("link setting(s) failed (see above)"),
+        "{stderr}"
+    );
+    assert!(
+        addresses(&ns, "vt1").contains(&"10.55.0.2/24".to_owned()),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_broken_config_stops_before_touching_anything_and_names_the_key() {
     let root = root_with("rancher:\n  network:\n    interfaces:\n      eth0: {address: 10.0.0.2, gateway: 10.0.0.1}\n");
     let out = Command::new(NETCONF)
