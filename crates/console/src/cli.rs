@@ -56,6 +56,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if !cli.setup_only && cli.root != std::path::Path::new("/") {
+        anyhow::bail!(
+            "running sshd and getty under --root {} is not supported; use --setup-only",
+            cli.root.display()
+        );
+    }
     let root = Root::new(&cli.root);
     let settings = Settings::load(&root).context("failed to read the config")?;
     let plan =
@@ -63,12 +69,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.setup_only {
         tracing::info!("set up (--setup-only: not starting sshd and getty)");
         return Ok(());
-    }
-    if cli.root != std::path::Path::new("/") {
-        anyhow::bail!(
-            "running sshd and getty under --root {} is not supported; use --setup-only",
-            cli.root.display()
-        );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
