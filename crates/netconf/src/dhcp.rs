@@ -604,6 +604,67 @@ mod tests {
         );
     }
 
+    fn fake_dhcpcd(script: String) -> Dhcpcd {
+        Dhcpcd {
+            path: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn an_exiting_dhcpcd_is_restarted_after_1s_then_2s() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let fake = fake_dhcpcd(format!("echo run >> '{}'; exit 1", runs.display()));
+        let started = Instant::now();
+        block_on(async {
+            fake.supervise(tokio::time::sleep(Duration::from_millis(5000)))
+                .await
+        })
+        .unwrap();
+        // Runs at 0s, 1s and 3s; the next would be at 7s.
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 3);
+        assert!(started.elapsed() < Duration::from_secs(7));
+    }
+
+    #[test]
+    fn shutdown_stops_a_running_dhcpcd() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        // SIGTERM ends the script through its trap, as it ends dhcpcd.
+        let fake = fake_dhcpcd(format!(
+            "trap 'echo term > {}; exit 0' TERM; while :; do sleep 0.1; done",
+            done.display()
+        ));
+        let started = Instant::now();
+        block_on(async {
+            fake.supervise(tokio::time::sleep(Duration::from_millis(300)))
+                .await
+        })
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert_eq!(std::fs::read_to_string(&done).unwrap(), "term\n");
+    }
+
+    #[test]
+    fn once_reports_a_dhcpcd_that_got_no_lease() {
+        let fake = fake_dhcpcd("exit 1".into());
+        let err = block_on(fake.run_once(&["eth0".into(), "eth1".into()], 7)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no dhcp lease on eth0, eth1 within 7s (dhcpcd exited with exit status: 1)"
+        );
+        block_on(fake_dhcpcd("exit 0".into()).run_once(&["eth0".into()], 7)).unwrap();
+    }
+
     #[test]
     fn backoff_doubles_to_a_minute_and_resets_after_a_long_run() {
         let mut b = Backoff::default();
