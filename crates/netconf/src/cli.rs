@@ -34,6 +34,7 @@ Keys and what is not supported yet: docs/networking.md.";
 #[derive(Debug, Parser)]
 #[command(
     name = "ros netconf",
+    bin_name = "ros netconf",
     about = "Configure the network from rancher.network: links, addresses, routes, DNS, DHCP (dhcpcd)",
     after_help = AFTER_HELP
 )]
