@@ -75,7 +75,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("failed to start the async runtime")?;
     runtime
-        .block_on(supervise::run(plan.programs, Backoff::default()))
+        .block_on(supervise::run(
+            plan.programs,
+            plan.scripts,
+            Backoff::default(),
+        ))
         .context("failed to install the signal handlers")?;
     tracing::info!("stopped");
     Ok(())

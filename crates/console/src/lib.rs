@@ -44,7 +44,9 @@
 //!   single-threaded tokio runtime (which reaps them), restarts each with a
 //!   doubling wait (1 s up to 60 s; at once after a run of 10 s or more, as
 //!   after a logout), and on SIGTERM or SIGINT stops them all (SIGKILL
-//!   after 5 s) and exits 0.
+//!   after 5 s) and exits 0. /opt/rancher/bin/start.sh and /etc/rc.local,
+//!   when executable, run once beside them (RancherOS ran them before
+//!   starting sshd; here a slow script does not hold up logins).
 //!
 //! # Limitations
 //!
@@ -60,7 +62,6 @@
 //!   scalar there: `007` becomes `7`. Words still on /proc/cmdline are
 //!   read as typed.
 //! - Only tty1, ttyS0 and the `console=` ttys get a getty, not tty2-6.
-//! - The console does not run /etc/rc.local or /opt/rancher/bin/start.sh.
 
 mod error;
 mod fsutil;

@@ -29,10 +29,17 @@ pub const LINKS: [(&str, &str); 7] = [
     ("/usr/local/sbin/shutdown", ROS),
 ];
 
+/// The user's start scripts, run once per console start in this order
+/// when they exist and are executable (as in RancherOS).
+pub const START_SCRIPTS: [&str; 2] = ["/opt/rancher/bin/start.sh", "/etc/rc.local"];
+
 /// What to run once the setup is done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// Kept running: sshd and the gettys.
     pub programs: Vec<Program>,
+    /// Run once, one after the other, beside the programs.
+    pub scripts: Vec<Program>,
 }
 
 /// Sets the console up under `root` from `settings`, logging a line per
@@ -142,5 +149,22 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
             tracing::warn!("rancher.autologin names {tty}, which has no getty here");
         }
     }
-    Ok(Plan { programs })
+    let scripts: Vec<Program> = START_SCRIPTS
+        .iter()
+        .filter(|path| is_executable(&root.join(path)))
+        .map(|path| Program {
+            name: path.to_string(),
+            argv: vec![path.to_string()],
+            stdio_null: false,
+        })
+        .collect();
+    for script in &scripts {
+        tracing::info!("will run {}", script.name);
+    }
+    Ok(Plan { programs, scripts })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

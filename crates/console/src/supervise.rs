@@ -123,16 +123,66 @@ async fn terminate(
     }
 }
 
-/// Runs `programs` until SIGTERM or SIGINT, then stops them all.
-pub async fn run(programs: Vec<Program>, backoff: Backoff) -> std::io::Result<()> {
+/// Runs each of `scripts` once, one after the other, its output going to
+/// the log; stops the one running when `stop` turns true.
+pub async fn run_once(scripts: Vec<Program>, timeout: Duration, mut stop: watch::Receiver<bool>) {
+    for script in scripts {
+        if *stop.borrow() {
+            return;
+        }
+        let Some((path, args)) = script.argv.split_first() else {
+            continue;
+        };
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args(args).stdin(Stdio::null());
+        // Its output is the console's log, as RancherOS had it.
+        cmd.stdout(Stdio::inherit());
+        match cmd.spawn() {
+            Err(e) => tracing::error!("failed to run {}: {e}", script.name),
+            Ok(mut child) => {
+                tracing::info!("running {}", script.name);
+                let pid = child.id();
+                tokio::select! {
+                    status = child.wait() => match status {
+                        Ok(s) if s.success() => tracing::info!("{} finished", script.name),
+                        Ok(s) => tracing::warn!("{} failed ({s})", script.name),
+                        Err(e) => tracing::error!("{}: failed to wait: {e}", script.name),
+                    },
+                    _ = stop.changed() => {
+                        terminate(&script.name, &mut child, pid, timeout).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `programs` until SIGTERM or SIGINT, then stops them all; `scripts`
+/// run once beside them.
+pub async fn run(
+    programs: Vec<Program>,
+    scripts: Vec<Program>,
+    backoff: Backoff,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (tx, rx) = watch::channel(false);
-    let tasks: Vec<_> = programs
+    let mut tasks: Vec<_> = programs
         .into_iter()
-        .map(|p| tokio::spawn(keep_running(p, backoff, rx.clone())))
+        .map(|p| {
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                keep_running(p, backoff, rx).await;
+            })
+        })
         .collect();
+    tasks.push(tokio::spawn(run_once(
+        scripts,
+        backoff.stop_timeout,
+        rx.clone(),
+    )));
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),
@@ -209,6 +259,30 @@ mod tests {
             t0.elapsed() < Duration::from_secs(2),
             "waited for the kill timeout"
         );
+    }
+
+    #[tokio::test]
+    async fn scripts_run_once_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log");
+        let script = |word: &str| Program {
+            name: word.into(),
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo {word} >> {}; exit 3", log.display()),
+            ],
+            stdio_null: false,
+        };
+        let (_tx, rx) = watch::channel(false);
+        run_once(
+            vec![script("first"), script("second")],
+            Duration::from_secs(1),
+            rx,
+        )
+        .await;
+        // A failing script does not stop the next one.
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
     }
 
     #[tokio::test]

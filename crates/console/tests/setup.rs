@@ -221,6 +221,28 @@ fn setup_makes_the_user_sudo_ssh_and_getty_from_the_config() {
         Some("exec /usr/local/sbin/login -f rancher")
     );
     assert_eq!(mode_owner(&root, "/usr/local/sbin/autologin").0, 0o755);
+    assert!(plan.scripts.is_empty());
+}
+
+#[test]
+fn executable_start_scripts_are_run_in_rancheros_order() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample(tmp.path());
+    write(&root, "/etc/rc.local", "#!/bin/sh\necho rc\n");
+    write(
+        &root,
+        "/opt/rancher/bin/start.sh",
+        "#!/bin/sh\necho start\n",
+    );
+    // Not executable yet: not run.
+    assert!(setup(&root, &FakeKeygen::default()).scripts.is_empty());
+    for path in ["/etc/rc.local", "/opt/rancher/bin/start.sh"] {
+        std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let plan = setup(&root, &FakeKeygen::default());
+    let argvs: Vec<Vec<String>> = plan.scripts.iter().map(|p| p.argv.clone()).collect();
+    assert_eq!(argvs, [["/opt/rancher/bin/start.sh"], ["/etc/rc.local"]]);
 }
 
 #[test]
