@@ -350,94 +350,192 @@ impl Drop for Killed {
     }
 }
 
+/// A DHCP server (busybox udhcpd on `10.<net>.0.1`, handing out
+/// `10.<net>.0.100-150`, router .1, DNS .53, domain example.test) in one
+/// namespace, and a client namespace whose link `vc` is cabled to it.
+struct DhcpLab {
+    _udhcpd: Killed,
+    client: Netns,
+    _server: Netns,
+    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    /// The container's /etc/resolv.conf is a file bind-mounted from the
+    /// host: here `resolv` has `host_resolv` bind-mounted over it.
+    host_resolv: PathBuf,
+    resolv: PathBuf,
+}
+
+impl DhcpLab {
+    fn new(net: u8) -> Self {
+        let server = Netns::new("srv");
+        let client = Netns::new("cli");
+        ip(&[
+            "link", "add", "vc", "netns", &client.0, "type", "veth", "peer", "name", "vs", "netns",
+            &server.0,
+        ]);
+        server.ip(&["addr", "add", &format!("10.{net}.0.1/24"), "dev", "vs"]);
+        server.ip(&["link", "set", "vs", "up"]);
+        server.ip(&["link", "set", "lo", "up"]);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let udhcpd_conf = dir.path().join("udhcpd.conf");
+        std::fs::write(
+            &udhcpd_conf,
+            format!(
+                "start 10.{net}.0.100\nend 10.{net}.0.150\ninterface vs\npidfile {d}/udhcpd.pid\n\
+                 lease_file {d}/udhcpd.leases\noption subnet 255.255.255.0\noption router 10.{net}.0.1\n\
+                 option dns 10.{net}.0.53\noption domain example.test\noption lease 3600\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
+        let udhcpd = Killed(
+            server
+                .exec("/bin/busybox")
+                .arg("udhcpd")
+                .arg("-f")
+                .arg(&udhcpd_conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let host_resolv = dir.path().join("host-resolv.conf");
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(&host_resolv, "nameserver 1.1.1.1\n").unwrap();
+        std::fs::write(&resolv, "").unwrap();
+        let root = root_with(
+            "rancher:\n  network:\n    dhcp_timeout: 30\n    interfaces:\n      vc: {dhcp: true}\n",
+        );
+        DhcpLab {
+            _udhcpd: udhcpd,
+            client,
+            _server: server,
+            dir,
+            root,
+            host_resolv,
+            resolv,
+        }
+    }
+
+    /// netconf with `args` in the client namespace. dhcpcd keeps its lease
+    /// database and control socket under /var/lib/dhcpcd and /run: a
+    /// private mount namespace gives it empty ones, so the host's are left
+    /// alone. `unshare` and `sh` exec, so the child's pid is netconf's.
+    fn netconf(&self, args: &str) -> Command {
+        let script = format!(
+            "set -e; mount --make-rprivate /; mount -t tmpfs netconf-test /run; \
+             mount -t tmpfs netconf-test /var/lib/dhcpcd; mount --bind '{}' '{}'; \
+             exec '{NETCONF}' {args} --root '{}' --resolv-conf '{}' --state-dir '{}/state'",
+            self.host_resolv.display(),
+            self.resolv.display(),
+            self.root.path().display(),
+            self.resolv.display(),
+            self.dir.path().display(),
+        );
+        let mut cmd = self.client.exec("unshare");
+        cmd.args(["-m", "sh", "-c", &script]);
+        cmd
+    }
+
+    /// The leased `10.<net>.0.x/24` on vc, if any.
+    fn lease(&self, net: u8) -> Option<String> {
+        addresses(&self.client, "vc")
+            .into_iter()
+            .find(|a| a.starts_with(&format!("10.{net}.0.")) && a.ends_with("/24"))
+    }
+}
+
 #[test]
 fn dhcp_lease_is_applied_logged_and_its_nameserver_written_through_a_bind_mount() {
     skip_unless!("ip", "unshare", "/bin/busybox", "dhcpcd");
-    let server = Netns::new("srv");
-    let client = Netns::new("cli");
-    ip(&[
-        "link", "add", "vc", "netns", &client.0, "type", "veth", "peer", "name", "vs", "netns",
-        &server.0,
-    ]);
-    server.ip(&["addr", "add", "10.77.0.1/24", "dev", "vs"]);
-    server.ip(&["link", "set", "vs", "up"]);
-    server.ip(&["link", "set", "lo", "up"]);
-
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let udhcpd_conf = dir.path().join("udhcpd.conf");
-    std::fs::write(
-        &udhcpd_conf,
-        format!(
-            "start 10.77.0.100\nend 10.77.0.150\ninterface vs\npidfile {d}/udhcpd.pid\n\
-             lease_file {d}/udhcpd.leases\noption subnet 255.255.255.0\noption router 10.77.0.1\n\
-             option dns 10.77.0.53\noption domain example.test\noption lease 3600\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
-    let _udhcpd = Killed(
-        server
-            .exec("/bin/busybox")
-            .arg("udhcpd")
-            .arg("-f")
-            .arg(&udhcpd_conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-
-    // The container's /etc/resolv.conf is a file bind-mounted from the host:
-    // the same here, a file bind-mounted over another one.
-    let host_resolv = dir.path().join("host-resolv.conf");
-    let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&host_resolv, "nameserver 1.1.1.1\n").unwrap();
-    std::fs::write(&resolv, "").unwrap();
-    let root = root_with(
-        "rancher:\n  network:\n    dhcp_timeout: 30\n    interfaces:\n      vc: {dhcp: true}\n",
-    );
-    // dhcpcd keeps its lease database and control socket under
-    // /var/lib/dhcpcd and /run: a private mount namespace gives it empty
-    // ones, so the host's are left alone.
-    let script = format!(
-        "set -e; mount --make-rprivate /; mount -t tmpfs netconf-test /run; \
-         mount -t tmpfs netconf-test /var/lib/dhcpcd; mount --bind '{}' '{}'; \
-         exec '{NETCONF}' --once --root '{}' --resolv-conf '{}' --state-dir '{d}/state'",
-        host_resolv.display(),
-        resolv.display(),
-        root.path().display(),
-        resolv.display(),
-    );
+    let lab = DhcpLab::new(77);
     let started = Instant::now();
-    let out = client
-        .exec("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
+    let out = lab.netconf("--once").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}");
     assert!(out.status.success(), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(45));
 
-    let addrs = addresses(&client, "vc");
-    let leased = addrs
-        .iter()
-        .find(|a| a.starts_with("10.77.0.") && a.ends_with("/24"))
-        .unwrap_or_else(|| panic!("no lease on vc: {addrs:?}\n{stderr}"));
+    let leased = lab
+        .lease(77)
+        .unwrap_or_else(|| panic!("no lease on vc\n{stderr}"));
     assert!(
         stderr.contains(&format!(
             "vc: {leased} via dhcp (router 10.77.0.1, dns 10.77.0.53)"
         )),
         "{stderr}"
     );
-    let routes = client.json(&["route", "show", "default"]);
+    let routes = lab.client.json(&["route", "show", "default"]);
     assert_eq!(routes[0]["gateway"], "10.77.0.1", "{routes}");
     // Written in place through the bind mount: the host's file has it.
     assert_eq!(
-        std::fs::read_to_string(&host_resolv).unwrap(),
+        std::fs::read_to_string(&lab.host_resolv).unwrap(),
         "# Written by ros netconf from rancher.network.dns and DHCP\nsearch example.test\nnameserver 10.77.0.53\n"
     );
+}
+
+/// The children of `pid` named `comm`, from /proc.
+fn children(pid: u32, comm: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let name = head.split_once(" (").map(|(_, n)| n).unwrap_or("");
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if name == comm && ppid == Some(pid) {
+            out.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dhcp_service_keeps_dhcpcd_running_and_stops_it_on_sigterm() {
+    skip_unless!("ip", "unshare", "/bin/busybox", "dhcpcd");
+    let lab = DhcpLab::new(78);
+    let mut child = Killed(lab.netconf("").stderr(Stdio::null()).spawn().unwrap());
+    let netconf = child.0.id();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !std::fs::read_to_string(&lab.host_resolv)
+        .unwrap()
+        .contains("nameserver 10.78.0.53")
+    {
+        assert!(Instant::now() < deadline, "no lease within 40s");
+        assert!(child.0.try_wait().unwrap().is_none(), "netconf exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leased = lab.lease(78).expect("lease on vc");
+    let dhcpcd = children(netconf, "dhcpcd");
+    assert_eq!(dhcpcd.len(), 1, "dhcpcd under netconf: {dhcpcd:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.0.try_wait().unwrap().is_none(), "the service ended");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(netconf as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "netconf did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        !Path::new(&format!("/proc/{}", dhcpcd[0])).exists(),
+        "dhcpcd outlived the service"
+    );
+    // Persistent: stopping the service keeps the address.
+    assert_eq!(lab.lease(78).as_deref(), Some(leased.as_str()));
 }
 
 #[test]
