@@ -22,7 +22,9 @@
 //!   DHCP name servers.
 //! - [`netlink`] reads links and applies a plan through `rtnetlink`:
 //!   VLANs and bridges are created, links brought up with their MTU, then
-//!   addresses and default routes are added, each request idempotent.
+//!   addresses and default routes are added, each request idempotent. A
+//!   link the kernel refuses is logged and the others are still configured
+//!   (`--once` then exits 1): one bad link must not keep the host offline.
 //! - [`dhcp`] runs dhcpcd in the foreground for the DHCP links and restarts
 //!   it with a backoff; dhcpcd calls netconf back as its hook script
 //!   (`dhcp-hook`), which logs each lease in one line and rebuilds
