@@ -99,26 +99,27 @@ pub fn admin_group(group_text: &str) -> Option<&'static str> {
 }
 
 /// The group file with `rancher` (gid 1100), `docker` (gid 233) and the
-/// administrator group, rancher a member of the last two. A `docker` group
-/// of another gid gets 233: the socket's group must be the same number in
-/// every container.
-pub fn group(text: &str) -> Result<String, String> {
-    for (name, gid) in [(USER, UID), ("docker", DOCKER_GID)] {
-        if let Some(other) = text.lines().find(|l| {
-            let f = fields(l, 4);
-            f[2] == gid.to_string() && f[0] != name
-        }) {
-            return Err(format!(
-                "gid {gid} is taken by group {:?}, wanted for {name}",
-                fields(other, 4)[0]
-            ));
-        }
+/// administrator group, rancher a member of the last two; and the name of
+/// the group of gid 233. A `docker` group of another gid gets 233: the
+/// socket's group must be the same number in every container. If the image
+/// already gave gid 233 to a group of another name, rancher joins that
+/// group instead (same number, so the same access to the socket) and no
+/// `docker` group is made.
+pub fn group(text: &str) -> Result<(String, String), String> {
+    if let Some(other) = entry_by_gid(text, UID).filter(|l| fields(l, 4)[0] != USER) {
+        return Err(format!(
+            "gid {UID} is taken by group {:?}, wanted for {USER}",
+            fields(other, 4)[0]
+        ));
     }
     let mut text = upsert(text, USER, |old| {
         let members = old.map(|l| fields(l, 4)[3].clone()).unwrap_or_default();
         format!("{USER}:x:{UID}:{members}")
     });
-    text = upsert(&text, "docker", |old| {
+    let docker = entry_by_gid(&text, DOCKER_GID)
+        .map(|l| fields(l, 4)[0].clone())
+        .unwrap_or_else(|| "docker".to_owned());
+    text = upsert(&text, &docker, |old| {
         let mut f = fields(old.unwrap_or("docker:x::"), 4);
         f[2] = DOCKER_GID.to_string();
         with_member(&f.join(":"), 3, 4, USER)
@@ -130,7 +131,7 @@ pub fn group(text: &str) -> Result<String, String> {
         None if sudo_gid_free => upsert(&text, "sudo", |_| format!("sudo:x:{SUDO_GID}:{USER}")),
         None => text,
     };
-    Ok(text)
+    Ok((text, docker))
 }
 
 fn entry_by_gid(text: &str, gid: u32) -> Option<&str> {
@@ -138,12 +139,12 @@ fn entry_by_gid(text: &str, gid: u32) -> Option<&str> {
 }
 
 /// The gshadow file (if the image has one) matching [`group`].
-pub fn gshadow(text: &str, admin: &str) -> String {
+pub fn gshadow(text: &str, docker: &str, admin: &str) -> String {
     let mut text = upsert(text, USER, |old| {
         old.map(str::to_owned).unwrap_or(format!("{USER}:!::"))
     });
-    text = upsert(&text, "docker", |old| {
-        with_member(old.unwrap_or("docker:!::"), 3, 4, USER)
+    text = upsert(&text, docker, |old| {
+        with_member(old.unwrap_or(&format!("{docker}:!::")), 3, 4, USER)
     });
     upsert(&text, admin, |old| {
         with_member(old.unwrap_or(&format!("{admin}:!::")), 3, 4, USER)
@@ -205,6 +206,8 @@ pub struct UserReport {
     pub home_created: bool,
     pub password_set: bool,
     pub admin_group: String,
+    /// The group of gid 233 (`docker` unless the image named it otherwise).
+    pub docker_group: String,
 }
 
 /// Creates or corrects the rancher user, its groups, home directory and
@@ -226,7 +229,7 @@ pub fn ensure_user(root: &config::Root, password: Option<&str>) -> Result<UserRe
 
     let path = root.join("/etc/group");
     let text = fsutil::read_optional(&path)?.unwrap_or_default();
-    let new_group = group(&text).map_err(|reason| Error::Conflict {
+    let (new_group, docker) = group(&text).map_err(|reason| Error::Conflict {
         path: path.clone(),
         reason,
     })?;
@@ -241,7 +244,7 @@ pub fn ensure_user(root: &config::Root, password: Option<&str>) -> Result<UserRe
     if let Some(text) = fsutil::read_optional(&path)? {
         fsutil::write_file(
             &path,
-            gshadow(&text, &admin).as_bytes(),
+            gshadow(&text, &docker, &admin).as_bytes(),
             Attrs::existing_or(&path, Attrs::root(0o640)),
         )?;
     }
@@ -296,6 +299,7 @@ pub fn ensure_user(root: &config::Root, password: Option<&str>) -> Result<UserRe
         home_created,
         password_set: field != LOCKED,
         admin_group: admin,
+        docker_group: docker,
     })
 }
 
@@ -346,21 +350,28 @@ mod tests {
     #[test]
     fn groups_get_rancher_as_member_once() {
         let text = "root:x:0:\nsudo:x:27:alice\n";
-        let out = group(text).unwrap();
+        let (out, docker) = group(text).unwrap();
+        assert_eq!(docker, "docker");
         assert_eq!(
             out,
             "root:x:0:\nsudo:x:27:alice,rancher\nrancher:x:1100:\ndocker:x:233:rancher\n"
         );
-        assert_eq!(group(&out).unwrap(), out);
+        assert_eq!(group(&out).unwrap().0, out);
         // wheel when there is no sudo group; a docker group of another gid
         // gets 233 and keeps its members.
-        let out = group("wheel:x:10:\ndocker:x:999:bob\n").unwrap();
+        let (out, _) = group("wheel:x:10:\ndocker:x:999:bob\n").unwrap();
         assert!(out.contains("wheel:x:10:rancher\n"), "{out}");
         assert!(out.contains("docker:x:233:bob,rancher\n"), "{out}");
-        // A gid taken by another group is an error, not a silent clash.
-        let err = group("dockremote:x:233:\n").unwrap_err();
+        // gid 233 taken by another name: rancher joins it, no second group
+        // of that number is made.
+        let (out, docker) = group("dockremote:x:233:\n").unwrap();
+        assert_eq!(docker, "dockremote");
+        assert!(out.starts_with("dockremote:x:233:rancher\n"), "{out}");
+        assert!(!out.contains("docker:"), "{out}");
+        // rancher's own gid taken is an error, not a silent clash.
+        let err = group("other:x:1100:\n").unwrap_err();
         assert!(
-            err.contains("gid 233 is taken by group \"dockremote\""),
+            err.contains("gid 1100 is taken by group \"other\""),
             "{err}"
         );
     }

@@ -59,13 +59,14 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
 
     let user = accounts::ensure_user(root, settings.password.as_deref())?;
     tracing::info!(
-        "user {} ready (uid {}, shell {}, home {}{}, password {}, groups docker and {}, sudo without password)",
+        "user {} ready (uid {}, shell {}, home {}{}, password {}, groups {} and {}, sudo without password)",
         accounts::USER,
         accounts::UID,
         user.shell,
         accounts::HOME,
         if user.home_created { " made" } else { " kept" },
         if user.password_set { "set from rancher.password" } else { "locked" },
+        user.docker_group,
         user.admin_group,
     );
 

@@ -161,7 +161,7 @@ pub fn host_keys(
         if is_private(name) {
             report.from_config += 1;
             if saved.join(name).exists() {
-                report.reused -= 1;
+                report.reused = report.reused.saturating_sub(1);
             }
         }
     }
