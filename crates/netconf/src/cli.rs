@@ -144,8 +144,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .and_then(|c| c.typed())
         .context("failed to read the config")?;
     let settings = Settings::from_config(&cfg.rancher.network)?;
-    for w in &settings.warnings {
-        tracing::warn!("{w}");
+    if !cli.dry_run {
+        // --dry-run prints them with the plan.
+        for w in &settings.warnings {
+            tracing::warn!("{w}");
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

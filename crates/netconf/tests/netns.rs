@@ -489,7 +489,12 @@ fn children(pid: u32, comm: &str) -> Vec<u32> {
         let name = head.split_once(" (").map(|(_, n)| n).unwrap_or("");
         let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
         if name == comm && ppid == Some(pid) {
-            out.extend(entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()));
+            out.extend(
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     out
