@@ -19,7 +19,10 @@
 //!   elsewhere in the config does not keep SSH from starting.
 //!   `rancher.password` and `rancher.autologin` are read only from the
 //!   layers of the kernel command line (/proc/cmdline and init.yml), as in
-//!   RancherOS, so that a password in user-data is never used.
+//!   RancherOS, so that a password in user-data is never used. The SSH
+//!   keys and hostname of a cloud's metadata (saved by `ros
+//!   cloud-init-save`, read back with `datasource::load_metadata`) are
+//!   applied after every layer.
 //! - [`setup::setup`] is the whole setup as a function over a root
 //!   directory (`--root`, ROS_ROOT): [`accounts`] edits /etc/passwd, group,
 //!   shadow and gshadow as text (atomic writes, only changed files

@@ -95,20 +95,40 @@ impl Settings {
                 })
             }
         };
-        Self::from_layers(root, &layers, &cmdline)
+        // Keys and hostname from a cloud's metadata (saved by
+        // cloud-init-save). The file is the system's, not the user's: if it
+        // cannot be read, SSH still starts with the config's keys.
+        let metadata = match datasource::load_metadata(root.dir()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("ignoring the saved metadata: {e}");
+                None
+            }
+        };
+        Self::from_layers(root, &layers, &cmdline, metadata.as_ref())
     }
 
     /// The settings of `layers` (in merge order, as
     /// [`layers::read_layers`] gives them); `cmdline` is the text of
-    /// /proc/cmdline.
+    /// /proc/cmdline; `metadata`, a datasource's metadata, is applied after
+    /// every layer (its hostname only if the config has none, its SSH keys
+    /// added to `ssh_authorized_keys`), as COMPAT.md says.
     ///
     /// `rancher.password` and `rancher.autologin` are read only from the
     /// layers that come from the kernel command line (/proc/cmdline, and
     /// cloud-config.d/init.yml where the args after `--` are kept), as in
     /// RancherOS: a password in user-data, which a metadata service may
     /// show to anyone on the network, is ignored.
-    pub fn from_layers(root: &Root, layers: &[layers::Layer], cmdline: &str) -> Result<Self> {
-        let merged = layers::merge_layers(layers);
+    pub fn from_layers(
+        root: &Root,
+        layers: &[layers::Layer],
+        cmdline: &str,
+        metadata: Option<&datasource::Metadata>,
+    ) -> Result<Self> {
+        let mut merged = layers::merge_layers(layers);
+        if let Some(m) = metadata {
+            layers::apply_metadata(&mut merged, m.hostname.as_deref(), &m.public_keys)?;
+        }
         let mut subset = Config::new();
         for key in KEYS {
             if let Some(value) = merged.get(key)? {
@@ -365,6 +385,32 @@ mod tests {
             Settings::load(&root).unwrap().password.as_deref(),
             Some("007")
         );
+    }
+
+    #[test]
+    fn metadata_keys_are_added_and_its_hostname_fills_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.yml",
+            "ssh_authorized_keys: [ssh-ed25519 A user]\n",
+        );
+        write(
+            &root,
+            "/var/lib/rancher/conf/metadata",
+            "source: ec2\nhostname: meta\npublic_keys: [ssh-ed25519 B cloud, ssh-ed25519 A user]\n",
+        );
+        let s = Settings::load(&root).unwrap();
+        assert_eq!(
+            s.authorized_keys,
+            ["ssh-ed25519 A user", "ssh-ed25519 B cloud"]
+        );
+        assert_eq!(s.hostname.as_deref(), Some("meta"));
+        // A metadata file that does not parse costs its keys, not the console.
+        write(&root, "/var/lib/rancher/conf/metadata", "public_keys: {\n");
+        let s = Settings::load(&root).unwrap();
+        assert_eq!(s.authorized_keys, ["ssh-ed25519 A user"]);
     }
 
     #[test]
