@@ -62,6 +62,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::Write;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -124,6 +125,41 @@ pub fn alias_matches(pattern: &str, name: &str) -> bool {
     unsafe { libc::fnmatch(pattern.as_ptr(), name.as_ptr(), 0) == 0 }
 }
 
+/// Whether `raw`, an alias pattern as written (up to the first
+/// whitespace, the rest of a `modules.alias` line may follow), matches
+/// `name` (normalized); when it does, the length of the pattern.
+///
+/// The literal start of the pattern has no brackets, so it is compared
+/// byte by byte with `-` read as `_`: most lines of `modules.alias` differ
+/// from the name within a few bytes and are left there, without finding
+/// where the pattern ends or allocating. Only a pattern whose literal
+/// start matches is normalized and given to `fnmatch`.
+fn raw_alias_matches(raw: &str, name: &str) -> Option<usize> {
+    let (bytes, name_bytes) = (raw.as_bytes(), name.as_bytes());
+    let is_end = |b: &u8| b.is_ascii_whitespace();
+    let mut at = 0;
+    loop {
+        match bytes.get(at) {
+            None | Some(b' ' | b'\t' | b'\n' | b'\r') => {
+                return (at == name_bytes.len()).then_some(at);
+            }
+            Some(b'*' | b'?' | b'[' | b'\\') => break,
+            Some(&b) => {
+                let b = if b == b'-' { b'_' } else { b };
+                if name_bytes.get(at) != Some(&b) {
+                    return None;
+                }
+            }
+        }
+        at += 1;
+    }
+    let end = bytes[at..]
+        .iter()
+        .position(is_end)
+        .map_or(bytes.len(), |n| at + n);
+    alias_matches(&normalize_alias(&raw[..end]), name).then_some(end)
+}
+
 /// One `alias PATTERN MODULE` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
@@ -133,38 +169,44 @@ pub struct Alias {
     pub module: String,
 }
 
+/// The `(pattern, module)` of each `alias PATTERN MODULE` line, as written.
+fn alias_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next()? != "alias" {
+            return None;
+        }
+        Some((words.next()?, words.next()?))
+    })
+}
+
+/// The `(pattern, module)` of each `MODULE.alias=PATTERN` entry of
+/// `modules.builtin.modinfo` (NUL-separated `MODULE.KEY=VALUE` entries).
+fn builtin_alias_entries(modinfo: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    modinfo.split(|b| *b == 0).filter_map(|entry| {
+        let entry = std::str::from_utf8(entry).ok()?;
+        let (module, field) = entry.split_once('.')?;
+        Some((field.strip_prefix("alias=")?, module))
+    })
+}
+
 /// Parses the text of `modules.alias`; comments and other lines are
 /// skipped.
 pub fn parse_aliases(text: &str) -> Vec<Alias> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            if words.next()? != "alias" {
-                return None;
-            }
-            let pattern = words.next()?;
-            let module = words.next()?;
-            Some(Alias {
-                pattern: normalize_alias(pattern),
-                module: module_name(module),
-            })
+    alias_lines(text)
+        .map(|(pattern, module)| Alias {
+            pattern: normalize_alias(pattern),
+            module: module_name(module),
         })
         .collect()
 }
 
-/// The aliases of built-in modules, from `modules.builtin.modinfo`
-/// (NUL-separated `MODULE.KEY=VALUE` entries; the keys `alias` count).
+/// The aliases of built-in modules, from `modules.builtin.modinfo`.
 pub fn parse_builtin_aliases(modinfo: &[u8]) -> Vec<Alias> {
-    modinfo
-        .split(|b| *b == 0)
-        .filter_map(|entry| {
-            let entry = std::str::from_utf8(entry).ok()?;
-            let (module, field) = entry.split_once('.')?;
-            let pattern = field.strip_prefix("alias=")?;
-            Some(Alias {
-                pattern: normalize_alias(pattern),
-                module: module_name(module),
-            })
+    builtin_alias_entries(modinfo)
+        .map(|(pattern, module)| Alias {
+            pattern: normalize_alias(pattern),
+            module: module_name(module),
         })
         .collect()
 }
@@ -180,7 +222,8 @@ pub struct SoftDep {
 }
 
 /// Parses the text of `modules.softdep` (`softdep MOD pre: A B post: C`),
-/// by module name. Two lines for one module add up.
+/// by module name. Two lines for one module add up; names before `pre:` or
+/// `post:` are ignored, as modprobe ignores them.
 pub fn parse_softdeps(text: &str) -> BTreeMap<String, SoftDep> {
     let mut softdeps: BTreeMap<String, SoftDep> = BTreeMap::new();
     for line in text.lines() {
@@ -221,14 +264,22 @@ pub enum Resolved {
 /// The modules of one kernel, from its `modules.dep` and, when present,
 /// `modules.builtin`, `modules.alias`, `modules.softdep` and
 /// `modules.builtin.modinfo`.
+///
+/// The texts are kept as read and looked at when a name is asked for:
+/// `modules.alias` has tens of thousands of lines and a modprobe run wants
+/// one of them. Only the names of `modules.dep` are indexed.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleIndex {
     dir: PathBuf,
-    /// Module name -> (its file relative to `dir`, its dependencies' names).
-    modules: BTreeMap<String, (String, Vec<String>)>,
+    /// The text of `modules.dep`.
+    dep: String,
+    /// Module name -> its line in `dep`.
+    modules: BTreeMap<String, Range<usize>>,
     builtin: BTreeSet<String>,
-    aliases: Vec<Alias>,
-    builtin_aliases: Vec<Alias>,
+    /// The texts of `modules.alias`, one after the other.
+    aliases: String,
+    /// `modules.builtin.modinfo`.
+    builtin_modinfo: Vec<u8>,
     softdeps: BTreeMap<String, SoftDep>,
 }
 
@@ -247,23 +298,22 @@ impl ModuleIndex {
         let dep = read("modules.dep")?;
         let builtin = read("modules.builtin").unwrap_or_default();
         let mut index = Self::parse(dir, &dep, &builtin)
-            .with_aliases(&read("modules.alias").unwrap_or_default())
             .with_softdeps(&read("modules.softdep").unwrap_or_default());
-        if let Ok(modinfo) = std::fs::read(dir.join("modules.builtin.modinfo")) {
-            index.builtin_aliases = parse_builtin_aliases(&modinfo);
-        }
+        index.aliases = read("modules.alias").unwrap_or_default();
+        index.builtin_modinfo =
+            std::fs::read(dir.join("modules.builtin.modinfo")).unwrap_or_default();
         Ok(index)
     }
 
     /// Parses the texts of `modules.dep` and `modules.builtin`.
     pub fn parse(dir: &Path, dep: &str, builtin: &str) -> Self {
         let mut modules = BTreeMap::new();
-        for line in dep.lines() {
-            let Some((file, deps)) = line.split_once(':') else {
-                continue;
-            };
-            let deps = deps.split_whitespace().map(module_name).collect();
-            modules.insert(module_name(file), (file.trim().to_string(), deps));
+        let mut start = 0;
+        for line in dep.split_inclusive('\n') {
+            if let Some((file, _)) = line.split_once(':') {
+                modules.insert(module_name(file.trim()), start..start + line.len());
+            }
+            start += line.len();
         }
         let builtin = builtin
             .lines()
@@ -272,6 +322,7 @@ impl ModuleIndex {
             .collect();
         Self {
             dir: dir.to_path_buf(),
+            dep: dep.to_string(),
             modules,
             builtin,
             ..Self::default()
@@ -280,7 +331,18 @@ impl ModuleIndex {
 
     /// Adds the aliases of a `modules.alias` text.
     pub fn with_aliases(mut self, text: &str) -> Self {
-        self.aliases.extend(parse_aliases(text));
+        self.aliases.push_str(text);
+        if !self.aliases.ends_with('\n') {
+            self.aliases.push('\n');
+        }
+        self
+    }
+
+    /// Adds the aliases of built-in modules, from the bytes of
+    /// `modules.builtin.modinfo`.
+    pub fn with_builtin_modinfo(mut self, modinfo: &[u8]) -> Self {
+        self.builtin_modinfo.push(0);
+        self.builtin_modinfo.extend_from_slice(modinfo);
         self
     }
 
@@ -314,28 +376,53 @@ impl ModuleIndex {
         self.softdeps.get(&name.replace('-', "_"))
     }
 
+    /// The file of module `name` (relative to the directory) and the files
+    /// it depends on, from its `modules.dep` line.
+    fn entry(&self, name: &str) -> Option<(&str, std::str::SplitWhitespace<'_>)> {
+        let line = self.dep.get(self.modules.get(name)?.clone())?;
+        let (file, deps) = line.split_once(':')?;
+        Some((file.trim(), deps.split_whitespace()))
+    }
+
     /// What `name` stands for: a module, else the modules of every alias
     /// that matches it (in `modules.alias` order, each once), else a
     /// built-in module or alias. Anything else is not found.
     pub fn resolve(&self, name: &str) -> Result<Resolved, Error> {
+        if name.is_empty() {
+            return Err(Error::Other("empty module name".to_string()));
+        }
         let normal = normalize_alias(name);
         if self.modules.contains_key(&normal) {
             return Ok(Resolved::Modules(vec![normal]));
         }
         let mut found: Vec<String> = Vec::new();
-        for alias in &self.aliases {
-            if alias_matches(&alias.pattern, &normal) && !found.contains(&alias.module) {
-                found.push(alias.module.clone());
+        for line in self.aliases.lines() {
+            // `alias PATTERN MODULE`; see raw_alias_matches for why the
+            // line is not split into words first.
+            let Some(rest) = line
+                .strip_prefix("alias")
+                .filter(|rest| rest.starts_with([' ', '\t']))
+            else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            let Some(end) = raw_alias_matches(rest, &normal) else {
+                continue;
+            };
+            let Some(module) = rest[end..].split_whitespace().next() else {
+                continue;
+            };
+            let module = module_name(module);
+            if !found.contains(&module) {
+                found.push(module);
             }
         }
         if !found.is_empty() {
             return Ok(Resolved::Modules(found));
         }
         if self.builtin.contains(&normal)
-            || self
-                .builtin_aliases
-                .iter()
-                .any(|alias| alias_matches(&alias.pattern, &normal))
+            || builtin_alias_entries(&self.builtin_modinfo)
+                .any(|(pattern, _)| raw_alias_matches(pattern, &normal).is_some())
         {
             return Ok(Resolved::Builtin);
         }
@@ -368,13 +455,12 @@ impl ModuleIndex {
             return Ok(());
         }
         let (file, deps) = self
-            .modules
-            .get(name)
+            .entry(name)
             .ok_or_else(|| Error::UnknownModule(name.to_string()))?;
         // modules.dep lists every dependency, transitively; visiting them
         // in turn still puts each before what needs it.
         for dep in deps {
-            self.visit(dep, seen, order)?;
+            self.visit(&module_name(dep), seen, order)?;
         }
         order.push((name.to_string(), self.dir.join(file)));
         Ok(())
@@ -445,7 +531,7 @@ impl<'a> Prober<'a> {
     }
 
     fn is_loaded(&self, module: &str) -> bool {
-        self.sys_module.join(module).exists()
+        is_loaded(self.sys_module, module)
     }
 
     /// Loads what `name` stands for; with several modules, each is tried
@@ -536,6 +622,16 @@ impl<'a> Prober<'a> {
         }
         self.first_time = first_time;
     }
+}
+
+/// Whether `/sys/module` (`sys_module`) lists `module`: loaded, or built in
+/// with parameters. A name that is not one path component never is.
+fn is_loaded(sys_module: &Path, module: &str) -> bool {
+    !module.is_empty()
+        && module != "."
+        && module != ".."
+        && !module.contains('/')
+        && sys_module.join(module).exists()
 }
 
 /// `finit_module` of one file. EEXIST (loaded meanwhile) is success.
@@ -853,7 +949,7 @@ fn modprobe(args: &[String], host: &Host, out: &mut dyn Write, err: &mut dyn Wri
         .filter(|(name, _)| {
             action == Action::ShowDepends
                 || options.first_time
-                || !host.sys_module.join(normalize_alias(name)).exists()
+                || !is_loaded(&host.sys_module, &normalize_alias(name))
         })
         .collect();
     if pending.is_empty() {
@@ -1033,6 +1129,25 @@ softdep
             &normalize_alias("dev-b-x")
         ));
         assert!(!alias_matches("a*", "a\0b"), "a NUL never matches");
+        // modules.alias lines as written, against a normalized name.
+        assert_eq!(
+            raw_alias_matches("rtnl-link-bridge", "rtnl_link_bridge"),
+            Some(16)
+        );
+        assert_eq!(
+            raw_alias_matches("rtnl-link-bridge bridge", "rtnl_link_bridge"),
+            Some(16)
+        );
+        assert_eq!(raw_alias_matches("fs-overlay", "fs_overlay2"), None);
+        assert_eq!(raw_alias_matches("fs-overlay overlay", "fs_overla"), None);
+        assert_eq!(raw_alias_matches("dev-[a-c]-x* m", "dev_b_x1"), Some(12));
+        assert_eq!(raw_alias_matches("dev-[a-c]-x* m", "dev_d_x1"), None);
+        assert_eq!(raw_alias_matches("nft-expr-*\tm", "nft_expr_ct"), Some(10));
+        assert_eq!(
+            raw_alias_matches("a*b c", "axb c"),
+            None,
+            "the pattern ends at the space"
+        );
     }
 
     fn index() -> ModuleIndex {
@@ -1089,9 +1204,14 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
             modules(&["overlay"]),
             "modules.alias comes before modules.builtin"
         );
-        index.aliases.retain(|a| a.module != "overlay");
+        index.aliases = index
+            .aliases
+            .lines()
+            .filter(|l| !l.ends_with(" overlay"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(index.resolve("fs-overlay").is_err());
-        index.builtin_aliases = parse_builtin_aliases(b"overlay.alias=fs-overlay\0");
+        index = index.with_builtin_modinfo(b"overlay.alias=fs-overlay\0");
         assert_eq!(index.resolve("fs-overlay").unwrap(), Resolved::Builtin);
         assert_eq!(
             index.resolve("nosuch").unwrap_err().to_string(),
@@ -1111,13 +1231,7 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
             let dir = tmp.path().join("modules");
             std::fs::create_dir_all(&dir).unwrap();
             let index = index();
-            let mut dep = String::new();
-            for (name, (file, deps)) in &index.modules {
-                let deps: Vec<String> = deps.iter().map(|d| index.modules[d].0.clone()).collect();
-                dep += &format!("{file}: {}\n", deps.join(" "));
-                let _ = name;
-            }
-            std::fs::write(dir.join("modules.dep"), dep).unwrap();
+            std::fs::write(dir.join("modules.dep"), &index.dep).unwrap();
             std::fs::write(
                 dir.join("modules.builtin"),
                 "kernel/fs/overlayfs/overlay.ko\n",
@@ -1197,6 +1311,11 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
             format!("modprobe: module nosuch not found in {}\n", dir.display())
         );
         assert_eq!(fx.run(&["-q", "--", "nosuch"]), (1, "".into(), "".into()));
+        // /sys/module itself, or what is above it, is no module.
+        for name in ["", ".", "..", "../module", "/"] {
+            assert_eq!(fx.run(&["-q", "--", name]).0, 1, "{name:?}");
+        }
+        assert_eq!(fx.run(&[""]).2, "modprobe: empty module name\n");
         let (status, _, err) = fx.run(&["-a", "bridge", "nosuch", "overlay", "nf-nope"]);
         assert_eq!(status, 1);
         assert_eq!(err.lines().count(), 2, "{err}");
