@@ -96,18 +96,27 @@ fn require_root(what: &str) -> Result<()> {
 }
 
 pub fn run(args: &ImagesArgs) -> Result<()> {
-    require_root("cargo xtask images")?;
-    let recipes = load_recipes(&images_dir()).context("reading the image recipes")?;
-    let chosen = select(&recipes, args.only.as_deref())?;
-    let lock = Lock::load(&lock_path())?;
-    let bootstrap = Mmdebstrap::new(&args.mirror)?;
     let out = if args.out.is_absolute() {
         args.out.clone()
     } else {
         workspace_root().join(&args.out)
     };
+    let built = build(args.only.as_deref(), &out, &args.mirror)?;
+    print_report(&out, &built);
+    Ok(())
+}
+
+/// Builds every recipe under `images/` (or only `only`) into `out`, reusing
+/// each archive whose inputs are unchanged, with one progress line per
+/// step. `cargo xtask images` and `cargo xtask build` both come here.
+pub fn build(only: Option<&str>, out: &Path, mirror: &str) -> Result<Vec<BuiltImage>> {
+    require_root("building the system images")?;
+    let recipes = load_recipes(&images_dir()).context("reading the image recipes")?;
+    let chosen = select(&recipes, only)?;
+    let lock = Lock::load(&lock_path())?;
+    let bootstrap = Mmdebstrap::new(mirror)?;
     let builder = Builder {
-        out_dir: out.clone(),
+        out_dir: out.to_path_buf(),
         lock,
         epoch: source_date_epoch()?,
         default_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -117,8 +126,9 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
     let mut built: Vec<BuiltImage> = Vec::new();
     for (i, r) in chosen.iter().enumerate() {
         eprintln!("xtask: == image {}/{}: {}", i + 1, chosen.len(), r.name);
+        let name = r.name.clone();
         let b = builder
-            .build(r, &mut |line| eprintln!("  {line}"))
+            .build(r, &mut |line| eprintln!("  [{name}] {line}"))
             .with_context(|| format!("building image {}", r.name))?;
         eprintln!(
             "xtask: {} {} in {:.0?}: archive {}, unpacked {}, id {}",
@@ -131,8 +141,7 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
         );
         built.push(b);
     }
-    print_report(&out, &built);
-    Ok(())
+    Ok(built)
 }
 
 fn print_report(out: &Path, built: &[BuiltImage]) {

@@ -68,6 +68,7 @@ mod kernel;
 mod modules;
 pub mod qemu;
 mod sizes;
+mod tools;
 
 use crate::cmd::{cargo, run_step, target_dir, workspace_root};
 use anyhow::{bail, Context, Result};
@@ -97,7 +98,39 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "cpio",
     "zstd",
     "kmod",
+    "mmdebstrap",
 ];
+
+/// The system images inside the system image, unpacked in the engine's
+/// store layout at [`STORE_DIR`] so that boot extracts nothing. The other
+/// recipes under `images/` are built too and shipped as archives in
+/// `dist/images/` (load one into the system engine with
+/// `system-docker load`, or drop it into
+/// /var/lib/rancher/preload/system-docker).
+pub const SYSTEM_IMAGES: &[&str] = &[
+    "os-base",
+    "udev",
+    "acpid",
+    "syslog",
+    "network",
+    "ntp",
+    "console",
+    "docker-26.1",
+];
+
+/// Links to `ros` in the system image, by the names it answers to.
+const PERSONALITIES: &[(&str, &str)] = &[
+    ("usr/bin/system-docker", "ros"),
+    ("usr/bin/system-dockerd", "ros"),
+    ("usr/sbin/modprobe", "../bin/ros"),
+    ("usr/sbin/reboot", "../bin/ros"),
+    ("usr/sbin/poweroff", "../bin/ros"),
+    ("usr/sbin/halt", "../bin/ros"),
+    ("usr/sbin/shutdown", "../bin/ros"),
+];
+
+/// Where the system image holds the read-only image store (under /).
+pub const STORE_DIR: &str = "usr/share/ros/store";
 
 /// Bumped when a step's recipe changes in a way its inputs do not show, so
 /// that cached outputs of the old recipe are rebuilt.
@@ -114,6 +147,42 @@ pub const ISO_CMDLINE: &str = "rancher.state.autoformat=[/dev/sda,/dev/vda]";
 
 const OS_CONFIG: &str = include_str!("os/os-config.yml");
 
+/// The OS's default configuration as shipped: `os-config.yml` with
+/// `${OXOS_VERSION}` (the tag of the system images) filled in.
+pub fn os_config() -> String {
+    OS_CONFIG.replace("${OXOS_VERSION}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Loads the system images into a fresh image store at `dir/store` with
+/// the engine's own loader (so the layout is exactly what the engine reads,
+/// every layer digest-checked), then seals it for packing.
+fn make_store(images: &[&image_build::BuiltImage], dir: &Path) -> Result<()> {
+    let root = dir.join("store");
+    let store = image_store::ImageStore::open(&root)
+        .with_context(|| format!("cannot open an image store at {}", root.display()))?;
+    for image in images {
+        let file = std::fs::File::open(&image.path)
+            .with_context(|| format!("cannot open {}", image.path.display()))?;
+        let loaded = store
+            .load(std::io::BufReader::new(file), &mut |_| {})
+            .with_context(|| format!("cannot load {} into the store", image.path.display()))?;
+        eprintln!(
+            "xtask: store: {}",
+            loaded
+                .iter()
+                .flat_map(|i| i.tags.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    // Every layer checked present, the work space and temporary files gone.
+    store
+        .seal()
+        .with_context(|| format!("cannot seal the image store {}", root.display()))?;
+    std::fs::write(dir.join("uncompressed"), tree_size(&root)?.to_string())?;
+    Ok(())
+}
+
 #[derive(Args, Clone, Default)]
 pub struct BuildArgs {
     /// Download the trixie package index again (otherwise the cached one is
@@ -126,6 +195,9 @@ pub struct BuildArgs {
     /// Do not install missing host packages (fail instead).
     #[arg(long)]
     pub no_install: bool,
+    /// Debian mirror for the system images.
+    #[arg(long, default_value = image_build::DEFAULT_MIRROR)]
+    pub mirror: String,
 }
 
 #[derive(Args, Clone)]
@@ -164,6 +236,19 @@ pub struct RunArgs {
     /// target/oxos-build/runs/).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// With --disk: boot this qcow2 instead of dist/oxos.qcow2 (for
+    /// example an overlay made with `qemu-img create -b dist/oxos.qcow2`,
+    /// which keeps the built disk pristine across boots).
+    #[arg(long, value_name = "FILE", requires = "disk")]
+    pub disk_image: Option<PathBuf>,
+    /// Attach FILE (raw) as an extra virtio disk, before the config drive
+    /// (the first virtio disk, /dev/vda, when booting the ISO).
+    #[arg(long, value_name = "FILE")]
+    pub extra_disk: Option<PathBuf>,
+    /// Serve QEMU's monitor on this unix socket (for example to send
+    /// `system_powerdown`, the ACPI power button).
+    #[arg(long, value_name = "SOCKET")]
+    pub monitor: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -365,6 +450,14 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     }
     let build = build_dir();
     mkdirs(&build)?;
+    // The system images build (mostly downloading and unpacking packages)
+    // while the kernel is fetched and ros compiles.
+    let images_out = dist_dir().join("images");
+    let mirror = args.mirror.clone();
+    let images_job = {
+        let out = images_out.clone();
+        std::thread::spawn(move || crate::images::build(None, &out, &mirror))
+    };
     let cache = Cache {
         root: build.clone(),
     };
@@ -419,22 +512,60 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     let ros = build_static_ros(&build.join("ros-target"))?;
     let ros_digest = file_digest(&ros)?;
 
+    // The system images, loaded into a store as the engine keeps one.
+    let images = images_job
+        .join()
+        .map_err(|_| anyhow::anyhow!("the system image build stopped unexpectedly"))??;
+    let embedded = SYSTEM_IMAGES
+        .iter()
+        .map(|name| {
+            images
+                .iter()
+                .find(|b| b.name == *name)
+                .with_context(|| format!("no recipe images/{name}/image.yml for the system image"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ids: Vec<&str> = embedded.iter().map(|b| b.id.as_str()).collect();
+    let store_key = key(&[RECIPE.as_bytes(), b"store-1", ids.join(",").as_bytes()]);
+    let store_dir = cache.step("store", &store_key, |dir| make_store(&embedded, dir))?;
+    let os_config = os_config();
+
     // The system image.
     let system_key = key(&[
         RECIPE.as_bytes(),
+        b"store, owners and xattrs kept, personalities",
         system_modules_key.as_bytes(),
         ros_digest.as_bytes(),
-        OS_CONFIG.as_bytes(),
+        os_config.as_bytes(),
+        store_key.as_bytes(),
     ]);
     let system_dir = cache.step("system-image", &system_key, |dir| {
         let root = dir.join("root");
         copy_tree(&system_modules_dir, &root)?;
         mkdirs(&root.join("usr/lib/firmware"))?;
         copy(&ros, &root.join("usr/bin/ros"))?;
+        // ros's personalities (it looks at the name it was run by).
+        for (link, target) in PERSONALITIES {
+            let path = root.join(link);
+            mkdirs(path.parent().unwrap_or(&root))?;
+            std::os::unix::fs::symlink(target, &path)
+                .with_context(|| format!("cannot create symlink {}", path.display()))?;
+        }
         let config = root.join("usr/share/ros/os-config.yml");
         mkdirs(config.parent().unwrap_or(&root))?;
-        std::fs::write(&config, OS_CONFIG)
+        std::fs::write(&config, &os_config)
             .with_context(|| format!("cannot write {}", config.display()))?;
+        // Hard links: the store is not copied, and owners, modes and the
+        // overlay xattrs of its layers are kept as they are.
+        let store = root.join(STORE_DIR);
+        run_step(
+            "link the image store into the system image",
+            Command::new("cp")
+                .arg("-a")
+                .arg("--link")
+                .arg(store_dir.join("store"))
+                .arg(&store),
+        )?;
         let size = tree_size(&root)?;
         std::fs::write(dir.join("uncompressed"), size.to_string())?;
         run_step(
@@ -443,7 +574,9 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
                 .arg(&root)
                 .arg(dir.join("system.img"))
                 .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "19"])
-                .args(["-b", "1M", "-all-root", "-no-xattrs", "-no-progress"])
+                // Owners and xattrs are kept: the layers' files belong to
+                // their users and whiteouts carry trusted.overlay.opaque.
+                .args(["-b", "1M", "-xattrs", "-no-progress"])
                 .args(["-mkfs-time", "0", "-all-time", "0", "-quiet"]),
         )?;
         std::fs::remove_dir_all(&root).ok();
@@ -452,13 +585,31 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     let system_img = system_dir.join("system.img");
 
     // The initrd.
+    // mke2fs for rancher.state.autoformat, with its libraries.
+    let tool_debs = tools::fetch(&apt, &build.join("debs"))?;
+    let tool_names: Vec<String> = tool_debs
+        .iter()
+        .map(|d| {
+            d.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let tools_key = key(&[
+        RECIPE.as_bytes(),
+        tools::package_names().as_bytes(),
+        tool_names.join(" ").as_bytes(),
+    ]);
+    let tools_dir = cache.step("tools", &tools_key, |dir| tools::stage(&tool_debs, dir))?;
     let initrd_key = key(&[
         RECIPE.as_bytes(),
         initrd_modules_key.as_bytes(),
         ros_digest.as_bytes(),
+        tools_key.as_bytes(),
     ]);
     let initrd_dir = cache.step("initrd", &initrd_key, |dir| {
-        make_initrd(&initrd_modules_dir, &ros, dir)
+        make_initrd(&initrd_modules_dir, &tools_dir, &ros, dir)
     })?;
     let initrd = initrd_dir.join("initrd.img");
 
@@ -519,14 +670,25 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
             .with_context(|| format!("cannot remove {}", dist_qcow2.display()))?;
     }
     copy(&qcow2, &dist_qcow2)?;
-    let report = sizes::report(&size_entries(
+    let mut entries = size_entries(
         &k,
         &system_dir,
         &initrd_dir,
         &iso,
         &qcow2,
         (system_modules.len(), initrd_modules.len()),
-    )?);
+    )?;
+    entries.extend(images.iter().map(|b| sizes::Entry {
+        name: b.name.clone(),
+        size: b.size,
+        uncompressed: b.unpacked_size,
+        note: if SYSTEM_IMAGES.contains(&b.name.as_str()) {
+            format!("{}: in the system image (size = archive)", b.tag)
+        } else {
+            format!("{}: dist/images/{}.tar only", b.tag, b.name)
+        },
+    }));
+    let report = sizes::report(&entries);
     std::fs::write(dist.join("sizes.txt"), &report).context("cannot write dist/sizes.txt")?;
     eprint!("{report}");
     eprintln!(
@@ -580,7 +742,10 @@ fn size_entries(
             name: "system.img".into(),
             size: file_size(&system_dir.join("system.img"))?,
             uncompressed: read_number(system_dir.join("uncompressed"))?,
-            note: format!("squashfs (zstd) /usr: ros, os-config.yml, {system_count} modules"),
+            note: format!(
+                "squashfs (zstd) /usr: ros, os-config.yml, {system_count} modules, {} system images",
+                SYSTEM_IMAGES.len()
+            ),
         },
         sizes::Entry {
             name: "oxos.qcow2".into(),
@@ -674,9 +839,10 @@ fn stage_modules(k: &kernel::Kernel, set: &BTreeSet<String>, base: &Path) -> Res
 
 /// The initrd in `dir`: `initrd.img` (zstd of a newc cpio of `dir/root`) and
 /// `uncompressed` (the cpio's size).
-fn make_initrd(modules: &Path, ros: &Path, dir: &Path) -> Result<()> {
+fn make_initrd(modules: &Path, tools: &Path, ros: &Path, dir: &Path) -> Result<()> {
     let root = dir.join("root");
     copy_tree(modules, &root)?;
+    copy_tree(tools, &root)?;
     copy(ros, &root.join("init"))?;
     for d in ["dev", "proc", "sys", "run", "tmp"] {
         mkdirs(&root.join(d))?;
@@ -937,9 +1103,10 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
     } else {
         qemu::Medium::Iso
     };
-    let image = match medium {
-        qemu::Medium::Iso => &artifacts.iso,
-        qemu::Medium::Disk => &artifacts.qcow2,
+    let image = match (medium, &args.disk_image) {
+        (qemu::Medium::Disk, Some(own)) => own,
+        (qemu::Medium::Iso, _) => &artifacts.iso,
+        (qemu::Medium::Disk, None) => &artifacts.qcow2,
     };
     if !image.is_file() {
         bail!(
@@ -979,6 +1146,8 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
         mem_mb: args.mem,
         ssh_port: args.ssh_port,
         config_drive,
+        extra_disk: args.extra_disk.clone(),
+        monitor: args.monitor.clone(),
         uefi,
         serial: if background {
             qemu::Serial::File(log.clone())

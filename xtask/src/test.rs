@@ -30,6 +30,8 @@ pub const HOST_PACKAGES: &[&str] = &[
     "xorriso",
     "dosfstools",
     "mtools",
+    // The end-to-end tests log in to the booted system over SSH.
+    "openssh-client",
 ];
 
 #[derive(Args)]
@@ -88,7 +90,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 /// Builds the OS into dist/ and boots it in QEMU: the ignored tests of
-/// xtask/tests/boot.rs, one at a time (each boot wants both cores).
+/// xtask/tests/boot.rs (the boot itself) and xtask/tests/system.rs (the
+/// system over SSH), one at a time (each boot wants both cores).
 fn end_to_end(args: &TestArgs) -> Result<()> {
     use clap::Parser;
     let started = std::time::Instant::now();
@@ -110,6 +113,8 @@ fn end_to_end(args: &TestArgs) -> Result<()> {
             "xtask",
             "--test",
             "boot",
+            "--test",
+            "system",
             "--",
             "--ignored",
             "--test-threads=1",

@@ -202,6 +202,9 @@ fn should_restart(c: &Container) -> bool {
 /// Watches one container until it stops for good: records each exit,
 /// applies the restart policy, removes it if it was created with --rm.
 async fn supervise(engine: Arc<Engine>, c: Arc<Container>, mut shim: Option<Shim>) {
+    // A restart that could not even start the process ran for no time: the
+    // back-off keeps growing instead of resetting on the old start time.
+    let mut start_failed = false;
     loop {
         if let Some(s) = shim.take() {
             let shim_pid = s.pid;
@@ -232,6 +235,7 @@ async fn supervise(engine: Arc<Engine>, c: Arc<Container>, mut shim: Option<Shim
             fsutil::parse_time(&rec.state.started_at),
             fsutil::parse_time(&rec.state.finished_at),
         ) {
+            _ if start_failed => Duration::ZERO,
             (Some(s), Some(f)) => (f - s).to_std().unwrap_or_default(),
             _ => Duration::ZERO,
         };
@@ -255,8 +259,12 @@ async fn supervise(engine: Arc<Engine>, c: Arc<Container>, mut shim: Option<Shim
         }
         c.update(|r| r.state.restart_count += 1);
         match spawn_run(&engine, &c).await {
-            Ok(s) => shim = Some(s),
+            Ok(s) => {
+                start_failed = false;
+                shim = Some(s)
+            }
             Err((code, msg)) => {
+                start_failed = true;
                 tracing::warn!(container = %c.id, "restart failed: {msg}");
                 c.update(|r| {
                     r.state.status = Status::Exited;

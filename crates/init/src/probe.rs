@@ -30,6 +30,21 @@ fn text(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// Whether an ext2/3/4 file system was cleanly unmounted: the superblock's
+/// state has "valid" (bit 0 of `s_state`, +0x3A) and no journal recovery
+/// is pending (`needs_recovery`, bit 2 of `s_feature_incompat`, +0x60).
+/// None when `path` holds no ext file system.
+pub fn ext4_clean(path: &Path) -> Option<bool> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut sb = [0u8; 0x64];
+    if !read_at(&mut file, 1024, &mut sb) || sb[56..58] != [0x53, 0xEF] {
+        return None;
+    }
+    let state = u16::from_le_bytes([sb[0x3A], sb[0x3B]]);
+    let incompat = u32::from_le_bytes([sb[0x60], sb[0x61], sb[0x62], sb[0x63]]);
+    Some(state & 1 != 0 && incompat & 0x4 == 0)
+}
+
 /// Reads the file system type and label of a device or image file.
 pub fn probe(path: &Path) -> Option<Found> {
     let mut file = std::fs::File::open(path).ok()?;
@@ -160,6 +175,44 @@ mod tests {
     fn sized(path: &Path, mb: u64) {
         let f = std::fs::File::create(path).unwrap();
         f.set_len(mb << 20).unwrap();
+    }
+
+    #[test]
+    fn ext4_cleanliness_follows_the_superblock_state_and_recovery_flag() {
+        if !have("mkfs.ext4") {
+            eprintln!("skipped: mkfs.ext4 is missing");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("state.img");
+        sized(&img, 8);
+        let ok = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "RANCHER_STATE"])
+            .arg(&img)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert_eq!(ext4_clean(&img), Some(true), "a fresh file system is clean");
+        let patch = |offset: u64, bytes: &[u8]| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.seek(SeekFrom::Start(1024 + offset)).unwrap();
+            f.write_all(bytes).unwrap();
+        };
+        let mut sb = [0u8; 0x64];
+        read_at(&mut std::fs::File::open(&img).unwrap(), 1024, &mut sb);
+        // A pending journal recovery (as after a power cut while mounted).
+        let incompat = u32::from_le_bytes([sb[0x60], sb[0x61], sb[0x62], sb[0x63]]) | 0x4;
+        patch(0x60, &incompat.to_le_bytes());
+        assert_eq!(ext4_clean(&img), Some(false));
+        patch(0x60, &(incompat & !0x4).to_le_bytes());
+        assert_eq!(ext4_clean(&img), Some(true));
+        // "Not valid": mounted read-write and never unmounted.
+        patch(0x3A, &0u16.to_le_bytes());
+        assert_eq!(ext4_clean(&img), Some(false));
+        let other = dir.path().join("zero.img");
+        sized(&other, 1);
+        assert_eq!(ext4_clean(&other), None);
     }
 
     #[test]

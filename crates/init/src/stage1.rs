@@ -262,6 +262,39 @@ fn is_empty_disk(path: &Path) -> bool {
     file.read_exact(&mut buf).is_ok() && buf.iter().all(|b| *b == 0)
 }
 
+/// The label an autoformatted state disk gets (found by the default
+/// `rancher.state.dev` at every later boot).
+const AUTOFORMAT_LABEL: &str = "RANCHER_STATE";
+/// Debian's mke2fs with its libraries and loader, in the initrd (the build
+/// puts them there; see xtask's os/tools.rs).
+const TOOLS: &str = "/usr/lib/oxos-tools";
+
+/// Formats `disk` as ext4 labelled [`AUTOFORMAT_LABEL`] with mke2fs, run
+/// through the loader that comes with it.
+fn format_state(disk: &Path) -> Result<(), Error> {
+    let tools = Path::new(TOOLS);
+    let out = std::process::Command::new(tools.join("ld-linux-x86-64.so.2"))
+        .arg("--library-path")
+        .arg(tools)
+        .arg(tools.join("mke2fs"))
+        .args(["-q", "-F", "-t", "ext4", "-L", AUTOFORMAT_LABEL])
+        .arg(disk)
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("run {TOOLS}/mke2fs"),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "mke2fs {} failed ({}): {}",
+            disk.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 /// Mounts the state on `target`; returns false (and mounts a tmpfs there)
 /// when there is none.
 fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
@@ -287,6 +320,11 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
             ("auto", None) => "ext4".to_string(),
             (other, _) => other.to_string(),
         };
+        let condition = match crate::probe::ext4_clean(&device) {
+            Some(true) => ", clean",
+            Some(false) => ", NOT cleanly unmounted (the journal is replayed)",
+            None => "",
+        };
         match mount_fs(
             &device.to_string_lossy(),
             target,
@@ -295,7 +333,7 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
             None,
         ) {
             Ok(()) => {
-                tracing::info!("state: {} ({fstype}) mounted", device.display());
+                tracing::info!("state: {} ({fstype}) mounted{condition}", device.display());
                 return Ok(true);
             }
             Err(e) => tracing::error!("state: {e}"),
@@ -304,11 +342,20 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
         tracing::warn!("state: no device {}", state.dev);
         for disk in &state.autoformat {
             let path = PathBuf::from(disk);
-            if path.exists() && is_empty_disk(&path) {
-                tracing::warn!(
-                    "state: {disk} is empty and listed in rancher.state.autoformat, but formatting \
-                     is not supported yet (the system image has no mkfs)"
-                );
+            if !path.exists() || !is_empty_disk(&path) {
+                continue;
+            }
+            tracing::info!("state: {disk} is empty and listed in rancher.state.autoformat: formatting it as ext4 {AUTOFORMAT_LABEL}");
+            if let Err(e) = format_state(&path) {
+                tracing::error!("state: {e}");
+                continue;
+            }
+            match mount_fs(disk, target, "ext4", MsFlags::empty(), None) {
+                Ok(()) => {
+                    tracing::info!("state: {disk} (ext4) mounted, formatted at this boot");
+                    return Ok(true);
+                }
+                Err(e) => tracing::error!("state: {e}"),
             }
         }
     }

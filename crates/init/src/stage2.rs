@@ -16,6 +16,9 @@ use crate::{reaper, Error};
 pub const SOCKET: &str = "/var/run/system-docker.sock";
 /// The system engine's data.
 pub const DATA_ROOT: &str = "/var/lib/system-docker";
+/// The system images of the system image, unpacked in the store layout and
+/// read-only: the engine runs them in place, so boot extracts nothing.
+pub const SYSTEM_STORE: &str = "/usr/share/ros/store";
 /// The binary the engine re-executes as the per-container shim.
 pub const ROS: &str = "/usr/bin/ros";
 
@@ -44,10 +47,33 @@ fn prepare_root() {
         "/var/lib/rancher/cache",
         "/var/lib/rancher/preload/system-docker",
         "/var/lib/rancher/preload/docker",
+        "/var/lib/rancher/engine",
+        "/var/lib/docker",
+        "/etc/docker",
+        "/run/udev",
         DATA_ROOT,
     ] {
         if let Err(e) = std::fs::create_dir_all(dir) {
             tracing::warn!("cannot create {dir}: {e}");
+        }
+    }
+    // Files the services bind-mount from the host: they must exist.
+    for (file, content) in [
+        (
+            "/etc/hosts",
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        ),
+        ("/etc/resolv.conf", ""),
+    ] {
+        if !Path::new(file).exists() {
+            if let Err(e) = std::fs::write(file, content) {
+                tracing::warn!("cannot create {file}: {e}");
+            }
+        }
+    }
+    if Path::new(MODPROBE).exists() {
+        if let Err(e) = std::fs::write("/proc/sys/kernel/modprobe", MODPROBE) {
+            tracing::warn!("cannot make {MODPROBE} the kernel's module loader: {e}");
         }
     }
     let var_run = Path::new("/var/run");
@@ -92,7 +118,21 @@ fn apply_early_config(after_dashes: &[String]) {
 
 /// Modules the running system needs whatever the config says: overlayfs
 /// for the engine, FAT and ISO 9660 for config drives.
-const BASE_MODULES: &[&str] = &["overlay", "vfat", "nls_cp437", "nls_iso8859_1", "isofs"];
+/// The power button and evdev let acpid see a power-off request.
+const BASE_MODULES: &[&str] = &[
+    "overlay",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859_1",
+    "isofs",
+    "button",
+    "evdev",
+];
+
+/// The helper the kernel runs to load a module on demand (a netfilter
+/// expression, `rtnl-link-bridge`, ...): ros's `modprobe` personality, a
+/// symlink in the system image.
+const MODPROBE: &str = "/usr/sbin/modprobe";
 
 /// Loads the base modules and `rancher.modules` from the system image.
 fn load_modules(merged: Option<&config::Config>) {
@@ -232,6 +272,7 @@ async fn serve(started: Instant) -> Shutdown {
 async fn start_engine() -> Option<Arc<engine::Engine>> {
     let mut config = engine::Config::new(DATA_ROOT);
     config.shim_exe = ROS.into();
+    config.read_only_image_stores = vec![SYSTEM_STORE.into()];
     let engine = match engine::Engine::open(config) {
         Ok(engine) => engine,
         Err(e) => {

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         // The kernel runs the initrd's /init; stage 2 runs as `init` too.
         "init" if std::process::id() == 1 => init::main(args),
         "reboot" | "poweroff" | "halt" | "shutdown" => power(&name, &args),
+        // The kernel's module loader (/proc/sys/kernel/modprobe) and
+        // modprobe for programs in system containers.
+        "modprobe" => init::kmod::modprobe_main(&strings(&args)),
         _ => dispatch_subcommand(args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
@@ -50,6 +53,7 @@ Commands:
   init             PID 1 (run by the kernel; ros init --help)
   reboot, poweroff, halt, shutdown
                    ask PID 1 for an orderly shutdown (-f: at once)
+  modprobe         load kernel modules (also the kernel's module loader)
   shim             per-container runtime shim (started by the engine)
   help             show this help
 ";
@@ -90,6 +94,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("console-init") => console::cli::main(rest),
         Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
         Some("shim") => shim_main(&rest),
+        Some("modprobe") => init::kmod::modprobe_main(&strings(&rest)),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             if sub.is_none() {
@@ -103,6 +108,12 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
             2
         }
     }
+}
+
+fn strings(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// `reboot`, `poweroff`, `halt`, `shutdown` (`args[0]` is the command).

@@ -32,6 +32,7 @@
 //! - No terminals, no user namespaces, no AppArmor/SELinux.
 //! - See each module for more.
 
+pub mod cgroup;
 pub mod error;
 pub mod inroot;
 pub mod logfile;

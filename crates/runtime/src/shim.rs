@@ -276,6 +276,9 @@ impl Shim {
             tracing::warn!("unmounting stale rootfs {}", cfg.rootfs.target.display());
             overlay::unmount_rootfs(&cfg.rootfs.target)?;
         }
+        // A cgroup left by an earlier run (children a container made itself
+        // keep it from being removed) would refuse the new process.
+        crate::cgroup::remove_tree(&self.cgroup_path());
         overlay::mount_rootfs(&cfg.rootfs, &self.dir)?;
         self.mounted = true;
 
@@ -372,6 +375,7 @@ impl Shim {
                 );
             }
         }
+        crate::cgroup::remove_tree(&self.cgroup_path());
         if self.mounted {
             if let Err(e) = overlay::unmount_rootfs(&self.cfg.rootfs.target) {
                 tracing::warn!("{e}");

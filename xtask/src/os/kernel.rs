@@ -165,6 +165,37 @@ impl Apt {
         parts.join(" ")
     }
 
+    /// Downloads `package` (the candidate version of the same index as the
+    /// kernel) into `debs` unless there, and returns its path.
+    pub fn fetch_package(&self, package: &str, debs: &Path) -> Result<PathBuf> {
+        let info = self.show(package)?;
+        let version = field(&info, "Version")
+            .with_context(|| format!("apt-cache show {package}: no Version"))?;
+        let arch = field(&info, "Architecture").unwrap_or_else(|| "amd64".into());
+        let file = debs.join(format!(
+            "{package}_{}_{arch}.deb",
+            version.replace(':', "%3a")
+        ));
+        if file.is_file() {
+            return Ok(file);
+        }
+        std::fs::create_dir_all(debs)
+            .with_context(|| format!("cannot create {}", debs.display()))?;
+        run_step(
+            &format!("download {package} {version}"),
+            self.command("apt-get")
+                .args(["download", &format!("{package}={version}")])
+                .current_dir(debs),
+        )?;
+        if !file.is_file() {
+            bail!(
+                "apt-get download {package} did not write {}",
+                file.display()
+            );
+        }
+        Ok(file)
+    }
+
     fn resolve_and_download(&self, debs: &Path) -> Result<PathBuf> {
         let meta = self.show(METAPACKAGE)?;
         let package = first_dependency(&meta)

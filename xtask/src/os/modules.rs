@@ -103,6 +103,9 @@ pub const SYSTEM: Selection = Selection {
         "ip_vs",
         "ip_vs_rr",
         "af_packet_diag",
+        // input: the ACPI power button (acpid reads it through evdev)
+        "button",
+        "evdev",
         // virtual machine helpers
         "virtio_balloon",
         "virtio_console",

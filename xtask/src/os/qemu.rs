@@ -44,6 +44,10 @@ pub struct Machine {
     pub mem_mb: u32,
     pub ssh_port: Option<u16>,
     pub config_drive: Option<PathBuf>,
+    /// A raw disk attached before the config drive.
+    pub extra_disk: Option<PathBuf>,
+    /// A unix socket for QEMU's monitor (detached boots only).
+    pub monitor: Option<PathBuf>,
     pub uefi: Option<Uefi>,
     pub serial: Serial,
 }
@@ -63,14 +67,20 @@ pub fn args(m: &Machine) -> Vec<String> {
     push(&["-nic", &nic]);
     match &m.serial {
         Serial::Terminal => push(&["-nographic"]),
-        Serial::File(log) => push(&[
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            &format!("file:{}", log.display()),
-        ]),
+        Serial::File(log) => {
+            let monitor = match &m.monitor {
+                Some(socket) => format!("unix:{},server=on,wait=off", socket.display()),
+                None => "none".into(),
+            };
+            push(&[
+                "-display",
+                "none",
+                "-monitor",
+                &monitor,
+                "-serial",
+                &format!("file:{}", log.display()),
+            ])
+        }
     }
     if let Some(uefi) = &m.uefi {
         push(&[
@@ -99,6 +109,12 @@ pub fn args(m: &Machine) -> Vec<String> {
             "-boot",
             "order=c",
         ]),
+    }
+    if let Some(disk) = &m.extra_disk {
+        push(&[
+            "-drive",
+            &format!("file={},format=raw,if=virtio", disk.display()),
+        ]);
     }
     if let Some(drive) = &m.config_drive {
         push(&[
@@ -227,6 +243,8 @@ mod tests {
             mem_mb: 1024,
             ssh_port: None,
             config_drive: None,
+            extra_disk: None,
+            monitor: None,
             uefi: None,
             serial: Serial::Terminal,
         }

@@ -1,0 +1,612 @@
+//! End-to-end: the booted system as a user meets it, over SSH and the
+//! serial console, in QEMU (`xtask run --detach`, the design's rules:
+//! `-accel tcg`, user networking restricted to 127.0.0.1 with SSH
+//! forwarded).
+//!
+//! Ignored by a plain `cargo test` (they need `dist/` and minutes);
+//! `cargo xtask test` builds the OS and runs them with `--ignored`.
+//!
+//! Each test boots its own machine with its own SSH key, given to the
+//! guest through a config drive (`ssh_authorized_keys`), and walks through
+//! what a user would do, step by step; a failing step names itself and
+//! shows the end of the serial console.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Under TCG on a busy 2-core machine a boot with User Docker takes minutes.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; QEMU takes it next).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// How to boot.
+struct Boot<'a> {
+    /// Arguments of `xtask run` for the medium (`--iso`, `--disk ...`).
+    medium: Vec<String>,
+    mem: u32,
+    extra_disk: Option<&'a Path>,
+}
+
+/// One running machine. Dropping it kills QEMU.
+struct Vm {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    port: u16,
+    pid: i32,
+    log: PathBuf,
+    monitor: PathBuf,
+    /// Serial bytes already seen by earlier boots of this Vm (a reboot
+    /// appends to a new log; the offset keeps `wait_serial` on the new one).
+    boots: u32,
+}
+
+impl Vm {
+    /// A fresh key and config drive, then the first boot.
+    fn start(boot: &Boot) -> Vm {
+        assert!(
+            dist().join("oxos.iso").is_file(),
+            "{} has no oxos.iso: run cargo xtask build first (cargo xtask test does)",
+            dist().display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "oxos-e2e", "-f"])
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen (openssh-client) is needed");
+        assert!(out.status.success(), "ssh-keygen failed");
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let cloud_config = dir.path().join("user-data.yml");
+        std::fs::write(
+            &cloud_config,
+            format!(
+                "#cloud-config\nhostname: oxos-e2e\nssh_authorized_keys:\n  - {}\n",
+                public.trim()
+            ),
+        )
+        .unwrap();
+        let mut vm = Vm {
+            monitor: dir.path().join("monitor.sock"),
+            log: dir.path().join("serial-0.log"),
+            dir,
+            key,
+            port: 0,
+            pid: 0,
+            boots: 0,
+        };
+        vm.boot(boot);
+        vm
+    }
+
+    /// Starts QEMU (again) with the same key and config drive.
+    fn boot(&mut self, boot: &Boot) {
+        self.port = free_port();
+        self.log = self.dir.path().join(format!("serial-{}.log", self.boots));
+        self.boots += 1;
+        let _ = std::fs::remove_file(&self.monitor);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.arg("run")
+            .args(&boot.medium)
+            .arg("--detach")
+            .args(["--mem", &boot.mem.to_string()])
+            .args(["--ssh-port", &self.port.to_string()])
+            .arg("--cloud-config")
+            .arg(self.dir.path().join("user-data.yml"))
+            .arg("--monitor")
+            .arg(&self.monitor)
+            .arg("--log")
+            .arg(&self.log);
+        if let Some(disk) = boot.extra_disk {
+            cmd.arg("--extra-disk").arg(disk);
+        }
+        let out = cmd.output().expect("cannot run xtask run");
+        assert!(
+            out.status.success(),
+            "xtask run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        self.pid = stdout
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("xtask run --detach printed no pid: {stdout:?}"));
+    }
+
+    fn serial(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The end of the serial console, for failure messages.
+    fn tail(&self) -> String {
+        let text = self.serial();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains('\u{1b}')).collect();
+        lines[lines.len().saturating_sub(50)..].join("\n")
+    }
+
+    fn fail(&self, step: &str, what: &str) -> ! {
+        panic!(
+            "{step}: {what}\n--- serial console (end of {}) ---\n{}",
+            self.log.display(),
+            self.tail()
+        )
+    }
+
+    fn running(&self) -> bool {
+        // A zombie (QEMU exited, not reaped yet) counts as gone.
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits for a regex on this boot's serial console.
+    fn wait_serial(&self, step: &str, pattern: &str, timeout: Duration) {
+        let re = regex::Regex::new(pattern).unwrap();
+        let started = Instant::now();
+        loop {
+            if re.is_match(&self.serial()) {
+                eprintln!(
+                    "e2e: {step}: {pattern:?} after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            if !self.running() {
+                self.fail(step, &format!("QEMU exited before {pattern:?}"));
+            }
+            if started.elapsed() > timeout {
+                self.fail(step, &format!("{pattern:?} not seen within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn ssh_command(&self, user: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
+            .arg(format!("{user}@127.0.0.1"));
+        cmd
+    }
+
+    /// Runs `script` as rancher over SSH.
+    fn ssh(&self, script: &str) -> Output {
+        self.ssh_command("rancher")
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run ssh (openssh-client)")
+    }
+
+    /// Runs `script` over SSH; the step fails unless it succeeds. Returns
+    /// its standard output.
+    fn ok(&self, step: &str, script: &str) -> String {
+        let out = self.ssh(script);
+        if !out.status.success() {
+            self.fail(
+                step,
+                &format!(
+                    "`{script}` failed ({}):\nstdout: {}\nstderr: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `script` over SSH with `input` on its standard input.
+    fn ok_with_input(&self, step: &str, script: &str, input: &[u8]) -> String {
+        let mut child = self
+            .ssh_command("rancher")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run ssh");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        if !out.status.success() {
+            self.fail(
+                step,
+                &format!(
+                    "`{script}` failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `script` until it succeeds.
+    fn eventually(&self, step: &str, script: &str, timeout: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let out = self.ssh(script);
+            if out.status.success() {
+                eprintln!(
+                    "e2e: {step}: ok after {:.0} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            if !self.running() {
+                self.fail(step, "QEMU exited");
+            }
+            if started.elapsed() > timeout {
+                self.fail(
+                    step,
+                    &format!(
+                        "`{script}` still failing after {timeout:?}:\nstdout: {}\nstderr: {}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                );
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// Sends a command to QEMU's monitor.
+    fn monitor(&self, command: &str) {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)
+            .unwrap_or_else(|e| panic!("cannot reach QEMU's monitor: {e}"));
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+    }
+
+    /// Waits for QEMU to exit (the guest powered off or rebooted; QEMU runs
+    /// with -no-reboot).
+    fn wait_exit(&self, step: &str, timeout: Duration) {
+        let started = Instant::now();
+        while self.running() {
+            if started.elapsed() > timeout {
+                self.fail(step, &format!("QEMU still running after {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        eprintln!(
+            "e2e: {step}: QEMU exited after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if self.pid > 0 && self.running() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The busybox image (from the host's static busybox) as `docker save`
+/// would write it, tagged busybox:latest.
+fn busybox_archive() -> Vec<u8> {
+    testkit::DockerArchive::new()
+        .image(&testkit::TestImage::busybox(), &["busybox:latest"])
+        .compression(testkit::Compression::Gzip)
+        .build()
+}
+
+/// The system services that run for the life of the system.
+const RUNNING: &[&str] = &[
+    "udev", "syslog", "network", "ntp", "acpid", "console", "docker",
+];
+/// Every default service (the volume containers are created only, the
+/// one-shots exit).
+const ALL: &[&str] = &[
+    "command-volumes",
+    "system-volumes",
+    "container-data-volumes",
+    "user-volumes",
+    "media-volumes",
+    "all-volumes",
+    "udev-cold",
+    "udev",
+    "acpid",
+    "syslog",
+    "network",
+    "ntp",
+    "cloud-init-execute",
+    "console",
+    "docker",
+    "preload-user-images",
+];
+
+/// `NAME STATUS` lines of `sudo system-docker ps -a`.
+fn system_services(vm: &Vm, step: &str) -> Vec<(String, String)> {
+    vm.ok(
+        step,
+        "sudo system-docker ps -a --format '{{.Names}}\t{{.Status}}'",
+    )
+    .lines()
+    .filter_map(|l| l.split_once('\t'))
+    .map(|(n, s)| (n.to_string(), s.to_string()))
+    .collect()
+}
+
+fn assert_services_up(vm: &Vm, step: &str) {
+    let services = system_services(vm, step);
+    for name in ALL {
+        if !services.iter().any(|(n, _)| n == name) {
+            vm.fail(step, &format!("service {name} missing from {services:?}"));
+        }
+    }
+    for name in RUNNING {
+        let up = services
+            .iter()
+            .any(|(n, s)| n == name && s.starts_with("Up"));
+        if !up {
+            vm.fail(step, &format!("service {name} is not up: {services:?}"));
+        }
+    }
+}
+
+/// Waits until every long-running service is up (the engine restarts a
+/// service that fails early).
+fn wait_services_up(vm: &Vm, step: &str) {
+    let script = format!(
+        "s=$(sudo system-docker ps --format '{{{{.Names}}}}'); for n in {}; do echo \"$s\" | grep -qx $n || exit 1; done",
+        RUNNING.join(" ")
+    );
+    vm.eventually(step, &script, Duration::from_secs(180));
+    assert_services_up(vm, step);
+}
+
+/// The installed disk: PID 1, the default services, SSH and sudo, User
+/// Docker with a preloaded image and the console's files, a user's
+/// `docker rm -f` of everything, a killed service coming back, a reboot
+/// that keeps files, images and a restart=always container, and poweroff.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
+    let work = tempfile::tempdir().unwrap();
+    // An overlay: the built disk stays pristine, this test's writes persist
+    // across its own reboot.
+    let overlay = work.path().join("disk.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(dist().join("oxos.qcow2").canonicalize().unwrap())
+        .arg(&overlay)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img create failed");
+    let boot = Boot {
+        medium: vec![
+            "--disk".into(),
+            "--disk-image".into(),
+            overlay.display().to_string(),
+        ],
+        mem: 1024,
+        extra_disk: None,
+    };
+    let mut vm = Vm::start(&boot);
+    vm.wait_serial(
+        "boot",
+        r"state: /dev/vda\d+ \(ext4\) mounted, clean",
+        BOOT_TIMEOUT,
+    );
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+
+    // 1. ros is PID 1 and owns the system engine's socket; the services.
+    let exe = vm.ok("pid 1", "sudo readlink /proc/1/exe");
+    assert_eq!(exe.trim(), "/usr/bin/ros", "PID 1 is {exe}");
+    vm.ok(
+        "socket owner",
+        "ino=$(awk '$8 ~ /system-docker.sock$/ {print $7}' /proc/net/unix | head -n1); \
+         test -n \"$ino\" && sudo ls -l /proc/1/fd | grep -q \"socket:\\[$ino\\]\"",
+    );
+    wait_services_up(&vm, "services");
+
+    // 2. SSH with the key, sudo, and no password login.
+    let id = vm.ok("sudo", "sudo id");
+    assert!(id.contains("uid=0(root)"), "sudo id said {id}");
+    let out = Command::new("ssh")
+        .args(["-p", &vm.port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "rancher@127.0.0.1",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("Permission denied (publickey)"),
+        "password login must be refused and only publickey offered: {said}"
+    );
+
+    // 3. User Docker: a preloaded image runs, and sees the console's files.
+    vm.ok_with_input(
+        "preload",
+        "cat > /tmp/busybox.tar && sudo mv /tmp/busybox.tar /var/lib/rancher/preload/docker/busybox.tar \
+         && sudo system-docker start preload-user-images",
+        &busybox_archive(),
+    );
+    vm.eventually(
+        "preloaded",
+        "docker image inspect busybox:latest >/dev/null",
+        Duration::from_secs(180),
+    );
+    let hello = vm.ok(
+        "docker run",
+        "docker run --rm busybox:latest echo hello-from-user-docker",
+    );
+    assert_eq!(hello.trim(), "hello-from-user-docker");
+    let seen = vm.ok(
+        "docker run -v",
+        "mkdir -p /home/rancher/x && echo written-in-the-console > /home/rancher/x/f && \
+         docker run --rm -v /home/rancher/x:/x busybox:latest cat /x/f",
+    );
+    assert_eq!(seen.trim(), "written-in-the-console");
+
+    // 4. The user removes every container of theirs: the OS stays.
+    vm.ok(
+        "user containers",
+        "docker run -d busybox:latest sleep 1000 >/dev/null",
+    );
+    vm.ok("docker rm -f", "docker rm -f $(docker ps -qa)");
+    let left = vm.ok("docker ps", "docker ps -qa");
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    assert_services_up(&vm, "after docker rm -f");
+
+    // 7. A system service killed with SIGKILL comes back.
+    let pid = vm.ok(
+        "syslog pid",
+        "sudo system-docker inspect -f '{{.State.Pid}}' syslog",
+    );
+    let pid = pid.trim().to_string();
+    vm.ok("kill -9", &format!("sudo kill -9 {pid}"));
+    vm.eventually(
+        "restarted",
+        &format!(
+            "p=$(sudo system-docker inspect -f '{{{{.State.Pid}}}} {{{{.State.Running}}}}' syslog); \
+             [ \"$p\" != \"{pid} true\" ] && [ \"${{p#* }}\" = true ]"
+        ),
+        Duration::from_secs(30),
+    );
+
+    // 5. Files, images and a restart=always container survive a reboot;
+    //    the state file system is clean at the next mount.
+    vm.ok(
+        "before reboot",
+        "echo kept > /home/rancher/kept && \
+         docker run -d --restart=always --name keeper busybox:latest sleep 100000 >/dev/null",
+    );
+    let _ = vm.ssh("sudo reboot");
+    vm.wait_exit("reboot", Duration::from_secs(180));
+    assert!(
+        vm.serial().contains("state file system is clean"),
+        "shutdown did not report a clean state file system:\n{}",
+        vm.tail()
+    );
+    vm.boot(&boot);
+    vm.wait_serial(
+        "second boot",
+        r"state: /dev/vda\d+ \(ext4\) mounted, clean",
+        BOOT_TIMEOUT,
+    );
+    vm.eventually("ssh again", "true", Duration::from_secs(600));
+    assert_eq!(vm.ok("file kept", "cat /home/rancher/kept").trim(), "kept");
+    vm.eventually(
+        "keeper back",
+        "docker ps --format '{{.Names}}' | grep -qx keeper",
+        Duration::from_secs(240),
+    );
+    vm.ok(
+        "image kept",
+        "docker image inspect busybox:latest >/dev/null",
+    );
+
+    // 8. `sudo poweroff` ends with QEMU exiting.
+    let _ = vm.ssh("sudo poweroff");
+    vm.wait_exit("poweroff", Duration::from_secs(180));
+}
+
+/// The ISO with 512 MB: an empty disk listed in rancher.state.autoformat
+/// becomes the state, `docker run` works, and the ACPI power button (QEMU's
+/// system_powerdown) powers the machine off.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
+    let work = tempfile::tempdir().unwrap();
+    let empty = work.path().join("empty.img");
+    let f = std::fs::File::create(&empty).unwrap();
+    f.set_len(2 << 30).unwrap();
+    drop(f);
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 512,
+        extra_disk: Some(&empty),
+    };
+    let vm = Vm::start(&boot);
+    // 6. The empty disk (the first virtio disk) is formatted and used.
+    vm.wait_serial(
+        "autoformat",
+        r"state: /dev/vda \(ext4\) mounted",
+        BOOT_TIMEOUT,
+    );
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    let label = vm.ok(
+        "label",
+        "sudo blkid -s LABEL -o value /dev/vda 2>/dev/null || ls /dev/disk/by-label",
+    );
+    assert!(
+        label.contains("RANCHER_STATE"),
+        "no RANCHER_STATE label: {label}"
+    );
+
+    // 9. docker run with 512 MB.
+    vm.eventually(
+        "docker",
+        "docker version >/dev/null",
+        Duration::from_secs(300),
+    );
+    vm.ok_with_input("docker load", "docker load", &busybox_archive());
+    let hello = vm.ok(
+        "docker run",
+        "docker run --rm busybox:latest echo hello-in-512mb",
+    );
+    assert_eq!(hello.trim(), "hello-in-512mb");
+
+    // 8. The ACPI power button.
+    vm.monitor("system_powerdown");
+    vm.wait_exit("power button", Duration::from_secs(180));
+}
