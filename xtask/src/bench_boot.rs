@@ -110,6 +110,7 @@ pub fn run(args: &BootArgs) -> Result<()> {
         "qemu-img",
         "mkfs.ext4",
         "debugfs",
+        "e2label",
         "ssh",
         "ssh-keygen",
         "xorriso",

@@ -125,14 +125,20 @@ fn preload(raw: &Path, offset: u64, image: &Path) -> Result<()> {
     let script = raw.with_extension("debugfs");
     std::fs::write(&script, debugfs_script(PRELOAD_DIR, image, &target))
         .with_context(|| format!("cannot write {}", script.display()))?;
-    run_step(
-        "debugfs (preload the image on the OxOS state partition)",
-        Command::new("debugfs")
-            .arg("-w")
-            .arg("-f")
-            .arg(&script)
-            .arg(&fs),
-    )?;
+    // debugfs echoes every request on stdout; that would mix into the
+    // report, so its output is kept for an error only.
+    eprintln!("xtask: == debugfs: {target} on the OxOS state partition");
+    let out = Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&script)
+        .arg(&fs)
+        .output()
+        .context("cannot start debugfs")?;
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() {
+        bail!("debugfs -w {fs} failed ({}): {said}", out.status);
+    }
     // debugfs exits 0 even when a request fails: check the result.
     let want = std::fs::metadata(image)
         .with_context(|| format!("cannot stat {}", image.display()))?
@@ -147,7 +153,7 @@ fn preload(raw: &Path, offset: u64, image: &Path) -> Result<()> {
     if !text.contains(&format!("Size: {want}")) {
         bail!(
             "the preloaded image {target} is not on the OxOS state partition after debugfs \
-             (stat said: {})",
+             (debugfs said: {said}; stat said: {})",
             text.lines().next().unwrap_or("nothing")
         );
     }
