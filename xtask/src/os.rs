@@ -573,7 +573,7 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
             Command::new("mksquashfs")
                 .arg(&root)
                 .arg(dir.join("system.img"))
-                .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "19"])
+                .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "15"])
                 // Owners and xattrs are kept: the layers' files belong to
                 // their users and whiteouts carry trusted.overlay.opaque.
                 .args(["-b", "1M", "-xattrs", "-no-progress"])

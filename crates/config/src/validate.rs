@@ -114,19 +114,19 @@ const ENGINE: &[Field] = &[
 ];
 
 const INTERFACE: Node = Node::Map(&[
-    leaf("match"),
-    leaf("dhcp"),
+    done("match"),
+    done("dhcp"),
     leaf("dhcp_args"),
-    leaf("address"),
-    leaf("addresses"),
-    leaf("gateway"),
-    leaf("gateway_ipv6"),
-    leaf("mtu"),
+    done("address"),
+    done("addresses"),
+    done("gateway"),
+    done("gateway_ipv6"),
+    done("mtu"),
     leaf("ipv4ll"),
-    leaf("bridge"),
+    done("bridge"),
     leaf("bond"),
     leaf("bond_opts"),
-    leaf("vlans"),
+    done("vlans"),
     leaf("pre_up"),
     leaf("post_up"),
 ]);
@@ -134,16 +134,16 @@ const INTERFACE: Node = Node::Map(&[
 const NETWORK: &[Field] = &[
     f(
         "dns",
-        Node::Map(&[leaf("nameservers"), leaf("search")]),
-        NotYet,
+        Node::Map(&[done("nameservers"), done("search")]),
+        Status::Implemented,
     ),
     leaf("http_proxy"),
     leaf("https_proxy"),
     leaf("no_proxy"),
     leaf("pre_cmds"),
     leaf("post_cmds"),
-    leaf("dhcp_timeout"),
-    f("interfaces", Node::Named(&INTERFACE), NotYet),
+    done("dhcp_timeout"),
+    f("interfaces", Node::Named(&INTERFACE), Status::Implemented),
     f("wifi_networks", Node::Named(&Node::Any), NotYet),
     f("modem_networks", Node::Named(&Node::Any), NotYet),
 ];
@@ -154,7 +154,7 @@ const STATE: &[Field] = &[
     done("directory"),
     done("wait"),
     done("required"),
-    leaf("autoformat"),
+    done("autoformat"),
     leaf("mdadm_scan"),
     leaf("lvm_scan"),
     leaf("cryptsetup"),
@@ -179,7 +179,7 @@ const RANCHER: &[Field] = &[
     f("docker", Node::Map(ENGINE), NotYet),
     f("system_docker", Node::Map(ENGINE), NotYet),
     f("bootstrap_docker", Node::Map(ENGINE), NotYet),
-    f("network", Node::Map(NETWORK), NotYet),
+    f("network", Node::Map(NETWORK), Status::Implemented),
     f("state", Node::Map(STATE), Status::Implemented),
     f(
         "cloud_init",
@@ -192,12 +192,12 @@ const RANCHER: &[Field] = &[
     f(
         "ssh",
         Node::Map(&[
-            f("keys", Node::Named(&Node::Any), NotYet),
-            leaf("port"),
-            leaf("listen_address"),
-            leaf("daemon"),
+            f("keys", Node::Named(&Node::Any), Status::Implemented),
+            done("port"),
+            done("listen_address"),
+            done("daemon"),
         ]),
-        NotYet,
+        Status::Implemented,
     ),
     f(
         "upgrade",
@@ -251,7 +251,7 @@ const RANCHER: &[Field] = &[
 /// Every known key of a cloud-config document.
 pub const SCHEMA: Node = Node::Map(&[
     done("hostname"),
-    leaf("ssh_authorized_keys"),
+    done("ssh_authorized_keys"),
     f(
         "write_files",
         Node::List(&Node::Map(&[
@@ -523,12 +523,13 @@ mod tests {
     #[test]
     fn unimplemented_keys_are_named_once_at_their_top() {
         let got = findings(
-            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
+            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n    http_proxy: http://p:3128\n  sysctl: {vm.swappiness: 1}\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
         );
         assert_eq!(
             got,
             [
-                "note: rancher.network: accepted, but not implemented yet: it has no effect",
+                "note: rancher.network.http_proxy: accepted, but not implemented yet: it has no effect",
+                "note: rancher.sysctl: accepted, but not implemented yet: it has no effect",
                 "note: rancher.password: read from the kernel command line only: it has no effect in a file",
                 "note: rancher.state.mdadm_scan: accepted, but not implemented yet: it has no effect",
             ]

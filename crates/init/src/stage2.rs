@@ -110,6 +110,14 @@ fn apply_early_config(after_dashes: &[String]) {
                     Ok(()) => tracing::info!("hostname: {name}"),
                     Err(e) => tracing::error!("cannot set the hostname {name}: {e}"),
                 }
+                // The services share /etc/hosts: the name resolves locally
+                // (sudo and others look it up).
+                let hosts = format!(
+                    "127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                );
+                if let Err(e) = std::fs::write("/etc/hosts", hosts) {
+                    tracing::warn!("cannot write /etc/hosts: {e}");
+                }
             }
         }
         Err(e) => tracing::error!("config: {e}"),
@@ -153,6 +161,7 @@ fn load_modules(merged: Option<&config::Config>) {
     {
         wanted.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
     }
+    coldplug(&index);
     for entry in wanted {
         // "name param=value ..." as in /etc/modules.
         let (name, params) = entry.split_once(' ').unwrap_or((entry.as_str(), ""));
@@ -161,6 +170,45 @@ fn load_modules(merged: Option<&config::Config>) {
             Err(e) => tracing::warn!("modules: {e}"),
         }
     }
+}
+
+/// Loads the drivers of the devices present at boot (network cards, disks
+/// the initrd did not need, the power button), as udev's coldplug would:
+/// each device's `modalias` resolved through modules.alias. Devices that no
+/// module drives are skipped quietly.
+fn coldplug(index: &crate::kmod::ModuleIndex) {
+    let mut aliases = std::collections::BTreeSet::new();
+    let Ok(buses) = std::fs::read_dir("/sys/bus") else {
+        return;
+    };
+    for bus in buses.flatten() {
+        let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
+        for device in devices.flatten() {
+            if let Ok(alias) = std::fs::read_to_string(device.path().join("modalias")) {
+                let alias = alias.trim();
+                if !alias.is_empty() {
+                    aliases.insert(alias.to_string());
+                }
+            }
+        }
+    }
+    let mut loaded = 0;
+    for alias in &aliases {
+        if let Ok(crate::kmod::Resolved::Modules(modules)) = index.resolve(alias) {
+            for module in modules {
+                match crate::kmod::load(index, &module, "") {
+                    Ok(()) => loaded += 1,
+                    Err(e) => tracing::debug!("coldplug {alias}: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!(
+        "devices: {} found, drivers loaded for {loaded}",
+        aliases.len()
+    );
 }
 
 /// Links /dev/disk/by-label/LABEL to each labelled block device, as udev
