@@ -7,7 +7,7 @@
 //! installed at the usual paths and the rest of the initrd stays as it is.
 //! The packages come from the same trixie index as the kernel.
 
-use super::kernel::{self, Apt};
+use super::kernel::Apt;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,11 +19,10 @@ pub const DIR: &str = "usr/lib/oxos-tools";
 /// by soname; a soname is looked for under the package's lib directories).
 const PACKAGES: &[(&str, &[&str])] = &[
     ("e2fsprogs", &["mke2fs"]),
-    ("libext2fs2t64", &["libext2fs.so.2"]),
+    ("libext2fs2t64", &["libext2fs.so.2", "libe2p.so.2"]),
     ("libcom-err2", &["libcom_err.so.2"]),
     ("libblkid1", &["libblkid.so.1"]),
     ("libuuid1", &["libuuid.so.1"]),
-    ("libe2p2", &["libe2p.so.2"]),
     ("libc6", &["libc.so.6", "ld-linux-x86-64.so.2"]),
 ];
 
@@ -52,7 +51,12 @@ pub fn stage(debs: &[PathBuf], dir: &Path) -> Result<()> {
     let unpacked = dir.join("unpacked");
     for (deb, (package, files)) in debs.iter().zip(PACKAGES) {
         let tree = unpacked.join(package);
-        kernel::unpack(deb, &tree)?;
+        std::fs::create_dir_all(&tree)
+            .with_context(|| format!("cannot create {}", tree.display()))?;
+        crate::cmd::run_step(
+            &format!("unpack {package}"),
+            Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tree),
+        )?;
         for name in *files {
             let found =
                 find(&tree, name)?.with_context(|| format!("{package} has no file {name}"))?;
