@@ -50,6 +50,8 @@ Commands:
   cloud-init-save  fetch user-data and metadata from the datasources
   netconf          configure the network from rancher.network (the network service)
   console-init     set up users, SSH and getty, then run the console (the console service)
+  cloud-init-execute
+                   apply the cloud-config: sysctl, write_files, runcmd
   init             PID 1 (run by the kernel; ros init --help)
   reboot, poweroff, halt, shutdown
                    ask PID 1 for an orderly shutdown (-f: at once)
@@ -92,6 +94,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("cloud-init-save") => datasource::cli::main(rest),
         Some("netconf") => netconf::cli::main(rest),
         Some("console-init") => console::cli::main(rest),
+        Some("cloud-init-execute") => cloudinit::cli::main(rest),
         Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
         Some("shim") => shim_main(&rest),
         Some("modprobe") => init::kmod::modprobe_main(&strings(&rest)),
