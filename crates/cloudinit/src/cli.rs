@@ -1,0 +1,107 @@
+//! `ros cloud-init-execute`: the command line.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser};
+
+const AFTER_HELP: &str = "\
+What it does:
+  --pre-console  (the cloud-init-execute system service, before the console)
+      writes each rancher.sysctl key to /proc/sys, dots as slashes:
+        rancher.sysctl: {net.ipv4.ip_forward: 1}  ->  /proc/sys/net/ipv4/ip_forward
+      a key with a slash is a path (net/ipv4/conf/eth0.100/rp_filter)
+  --console      (run by the console container at its start)
+      1. writes the write_files entries whose container is unset or console:
+         content decoded by encoding (b64, base64, gzip, gz, gz+b64,
+         gzip+base64), parent directories created, written atomically,
+         permissions (octal string, default 0644), owner (user, user:group,
+         uid:gid; names from the root's /etc/passwd and /etc/group)
+      2. runs runcmd in order: a string through /bin/sh -c, a list directly;
+         output on stderr prefixed with runcmd[N]
+
+A bad entry is logged with its index (or key) and the rest still applied;
+the exit code is 1 if anything failed. Not supported yet: write_files for
+another container (logged per entry), bootcmd.
+
+Examples:
+  cat >> /var/lib/rancher/conf/cloud-config.yml <<EOF
+  rancher:
+    sysctl: {vm.swappiness: 10}
+  write_files:
+    - {path: /etc/motd, content: \"hello\\n\", permissions: \"0644\"}
+  runcmd:
+    - echo booted > /tmp/booted
+  EOF
+  ros cloud-init-execute --console --no-runcmd --root /tmp/test-root";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ros cloud-init-execute",
+    bin_name = "ros cloud-init-execute",
+    about = "Apply the cloud-config: rancher.sysctl (--pre-console), write_files and runcmd (--console)",
+    after_help = AFTER_HELP,
+    group(ArgGroup::new("phase").required(true).multiple(true).args(["pre_console", "console"]))
+)]
+struct Cli {
+    /// Apply rancher.sysctl (the cloud-init-execute service, before the console)
+    #[arg(long)]
+    pre_console: bool,
+    /// Write the console's write_files and run runcmd (at the console's start)
+    #[arg(long)]
+    console: bool,
+    /// With --console: write files only, run no runcmd entry
+    #[arg(long)]
+    no_runcmd: bool,
+    /// The root the config is read from and files are written under
+    #[arg(long, value_name = "DIR", env = "ROS_ROOT", default_value = "/")]
+    root: PathBuf,
+    /// Where sysctl keys are written
+    #[arg(long, value_name = "DIR", default_value = "/proc/sys")]
+    proc_sys: PathBuf,
+}
+
+/// `ros cloud-init-execute ARGS` (`args[0]` is `cloud-init-execute`).
+/// Returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = match config::load(&config::Root::new(&cli.root)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ros cloud-init-execute: failed to load the config: {e}");
+            return 1;
+        }
+    };
+    let mut failures = Vec::new();
+    if cli.pre_console {
+        failures.extend(crate::pre_console(&config, &cli.proc_sys));
+    }
+    if cli.console {
+        failures.extend(crate::console(&config, &cli.root, !cli.no_runcmd));
+    }
+    if failures.is_empty() {
+        0
+    } else {
+        eprintln!(
+            "ros cloud-init-execute: {} item(s) failed (logged above)",
+            failures.len()
+        );
+        1
+    }
+}
