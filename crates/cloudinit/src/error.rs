@@ -21,7 +21,7 @@ pub enum Error {
     #[error("owner {owner:?}: {reason}")]
     Owner { owner: String, reason: String },
     /// A path that is empty or not absolute.
-    #[error("path {0:?}: not an absolute path")]
+    #[error("path {0:?}: not an absolute file path without ..")]
     Path(String),
     /// A file could not be read, created, written or renamed.
     #[error("{what} {}: {source}", path.display())]

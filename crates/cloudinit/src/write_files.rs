@@ -131,9 +131,7 @@ pub fn entry_from_value(value: &Value) -> Result<WriteFile> {
 /// writes a temporary file next to the target, sets mode and owner, syncs
 /// and renames it into place (a reader never sees half a file).
 pub fn write_entry(root: &Path, entry: &WriteFile) -> Result<()> {
-    if !entry.path.starts_with('/') || entry.path.contains('\0') {
-        return Err(Error::Path(entry.path.clone()));
-    }
+    check_path(&entry.path)?;
     let data = decode(&entry.content, entry.encoding.as_deref())?;
     let mode = match entry.permissions.as_deref() {
         Some(p) if !p.trim().is_empty() => parse_mode(p)?,
@@ -150,11 +148,7 @@ pub fn write_entry(root: &Path, entry: &WriteFile) -> Result<()> {
     let target = root.join(entry.path.trim_start_matches('/'));
     let parent = target
         .parent()
-        .filter(|p| *p != root || !entry.path.trim_matches('/').is_empty())
         .ok_or_else(|| Error::Path(entry.path.clone()))?;
-    if target.file_name().is_none() {
-        return Err(Error::Path(entry.path.clone()));
-    }
     let io = |what, path: &Path| {
         let path = path.to_owned();
         move |source| Error::Io { what, path, source }
@@ -197,6 +191,29 @@ pub fn write_entry(root: &Path, entry: &WriteFile) -> Result<()> {
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// A target path must be absolute, name a file (not end in `/`) and stay
+/// under the root (no `..`).
+pub fn check_path(path: &str) -> Result<()> {
+    use std::path::Component;
+    let bad = || Error::Path(path.to_owned());
+    if !path.starts_with('/') || path.ends_with('/') || path.contains('\0') {
+        return Err(bad());
+    }
+    let mut named = false;
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(_) => named = true,
+            _ => return Err(bad()),
+        }
+    }
+    if named {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 fn read_or_empty(path: &Path) -> Result<String> {
@@ -243,6 +260,16 @@ mod tests {
             decode("x", Some("rot13")),
             Err(Error::UnknownEncoding(e)) if e == "rot13"
         ));
+    }
+
+    #[test]
+    fn checks_paths() {
+        for good in ["/etc/motd", "/a", "//etc//x", "/opt/./x"] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/", "etc/motd", "/etc/", "/../etc/x", "/etc/../../x"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
