@@ -150,14 +150,29 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
             tracing::warn!("rancher.autologin names {tty}, which has no getty here");
         }
     }
-    let scripts: Vec<Program> = START_SCRIPTS
-        .iter()
-        .filter(|path| is_executable(&root.join(path)))
-        .map(|path| Program {
-            name: path.to_string(),
-            argv: vec![path.to_string()],
-            stdio_null: false,
-        })
+    // The cloud-config's write_files and runcmd for the console come first
+    // (`ros cloud-init-execute --console`), then the user's start scripts.
+    let cloud_init = is_executable(&root.join(ROS)).then(|| Program {
+        name: "cloud-init-execute".to_string(),
+        argv: vec![
+            ROS.to_string(),
+            "cloud-init-execute".to_string(),
+            "--console".to_string(),
+        ],
+        stdio_null: false,
+    });
+    let scripts: Vec<Program> = cloud_init
+        .into_iter()
+        .chain(
+            START_SCRIPTS
+                .iter()
+                .filter(|path| is_executable(&root.join(path)))
+                .map(|path| Program {
+                    name: path.to_string(),
+                    argv: vec![path.to_string()],
+                    stdio_null: false,
+                }),
+        )
         .collect();
     for script in &scripts {
         tracing::info!("will run {}", script.name);

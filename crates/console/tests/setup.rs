@@ -480,3 +480,24 @@ fn sshd_accepts_the_generated_config() {
     let out = cmd.output().unwrap();
     assert!(!out.status.success(), "sshd -t accepted a bad option");
 }
+
+#[test]
+fn the_cloud_config_is_applied_first_when_ros_is_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample(tmp.path());
+    write(&root, "/etc/rc.local", "#!/bin/sh\necho rc\n");
+    write(&root, "/usr/bin/ros", "#!/bin/sh\n");
+    for path in ["/etc/rc.local", "/usr/bin/ros"] {
+        std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let plan = setup(&root, &FakeKeygen::default());
+    let argvs: Vec<Vec<String>> = plan.scripts.iter().map(|p| p.argv.clone()).collect();
+    assert_eq!(
+        argvs,
+        [
+            vec!["/usr/bin/ros", "cloud-init-execute", "--console"],
+            vec!["/etc/rc.local"]
+        ]
+    );
+}
