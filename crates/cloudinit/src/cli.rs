@@ -53,7 +53,8 @@ struct Cli {
     /// With --console: write files only, run no runcmd entry
     #[arg(long)]
     no_runcmd: bool,
-    /// The root the config is read from and files are written under
+    /// The root the config is read from and files are written under (runcmd
+    /// still runs in the real filesystem)
     #[arg(long, value_name = "DIR", env = "ROS_ROOT", default_value = "/")]
     root: PathBuf,
     /// Where sysctl keys are written

@@ -33,7 +33,11 @@
 //! - `bootcmd` is not run yet; a config holding it gets a warning.
 //! - Encoding `gz`/`gzip` without base64 needs the gzip bytes in a YAML
 //!   string, which only holds valid UTF-8; use `gz+b64` in practice.
-//! - `runcmd` runs every time the console starts, not once per instance.
+//! - `runcmd` runs every time the console starts, not once per instance,
+//!   and always in the real filesystem: `--root` moves only the config read
+//!   and the files written.
+//! - Paths are joined under the root without resolving symlinks in it; on
+//!   a running system the root is `/`, where that makes no difference.
 
 pub mod error;
 pub mod runcmd;
