@@ -54,6 +54,11 @@ struct Vm {
 impl Vm {
     /// A fresh key and config drive, then the first boot.
     fn start(boot: &Boot) -> Vm {
+        Vm::start_with(boot, "")
+    }
+
+    /// As [`Vm::start`], with `extra` (YAML) appended to the cloud-config.
+    fn start_with(boot: &Boot, extra: &str) -> Vm {
         assert!(
             dist().join("oxos.iso").is_file(),
             "{} has no oxos.iso: run cargo xtask build first (cargo xtask test does)",
@@ -72,8 +77,13 @@ impl Vm {
         std::fs::write(
             &cloud_config,
             format!(
-                "#cloud-config\nhostname: oxos-e2e\nssh_authorized_keys:\n  - {}\n",
-                public.trim()
+                "#cloud-config\nssh_authorized_keys:\n  - {}\n{}",
+                public.trim(),
+                if extra.is_empty() {
+                    "hostname: oxos-e2e\n"
+                } else {
+                    extra
+                }
             ),
         )
         .unwrap();
@@ -584,10 +594,7 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     );
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     vm.eventually("ssh", "true", Duration::from_secs(240));
-    let label = vm.ok(
-        "label",
-        "sudo blkid -s LABEL -o value /dev/vda 2>/dev/null || ls /dev/disk/by-label",
-    );
+    let label = vm.ok("label", "sudo blkid /dev/vda");
     assert!(
         label.contains("RANCHER_STATE"),
         "no RANCHER_STATE label: {label}"
@@ -609,4 +616,47 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     // 8. The ACPI power button.
     vm.monitor("system_powerdown");
     vm.wait_exit("power button", Duration::from_secs(180));
+}
+
+/// Cloud-config keys applied at boot, each checked as a user would: the
+/// host name, a file from write_files (content, mode, owner), a runcmd
+/// command, a sysctl value, and a module from rancher.modules.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn cloud_config_keys_take_effect_at_boot() {
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk: None,
+    };
+    let vm = Vm::start_with(
+        &boot,
+        "hostname: cc-host\n\
+         write_files:\n\
+         \x20 - path: /etc/oxos-e2e/greeting\n\
+         \x20   content: hello from write_files\n\
+         \x20   permissions: \"0640\"\n\
+         \x20   owner: rancher:rancher\n\
+         runcmd:\n\
+         \x20 - echo ran > /home/rancher/runcmd-ran\n\
+         rancher:\n\
+         \x20 sysctl:\n\
+         \x20   vm.swappiness: 13\n\
+         \x20 modules: [dummy]\n",
+    );
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    assert_eq!(vm.ok("hostname", "hostname").trim(), "cc-host");
+    let file = vm.ok(
+        "write_files",
+        "stat -c '%a %U' /etc/oxos-e2e/greeting && cat /etc/oxos-e2e/greeting",
+    );
+    assert_eq!(file.trim(), "640 rancher\nhello from write_files");
+    vm.eventually(
+        "runcmd",
+        "grep -qx ran /home/rancher/runcmd-ran",
+        Duration::from_secs(60),
+    );
+    assert_eq!(vm.ok("sysctl", "cat /proc/sys/vm/swappiness").trim(), "13");
+    vm.ok("rancher.modules", "grep -q '^dummy ' /proc/modules");
 }
