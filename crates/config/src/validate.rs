@@ -187,7 +187,7 @@ const RANCHER: &[Field] = &[
         Status::Implemented,
     ),
     f("environment", Node::Named(&Node::Any), Status::Implemented),
-    f("sysctl", Node::Named(&Node::Any), NotYet),
+    f("sysctl", Node::Named(&Node::Any), Status::Implemented),
     done("modules"),
     f(
         "ssh",
@@ -255,16 +255,16 @@ pub const SCHEMA: Node = Node::Map(&[
     f(
         "write_files",
         Node::List(&Node::Map(&[
-            leaf("path"),
-            leaf("content"),
-            leaf("encoding"),
-            leaf("owner"),
-            leaf("permissions"),
+            done("path"),
+            done("content"),
+            done("encoding"),
+            done("owner"),
+            done("permissions"),
             leaf("container"),
         ])),
-        NotYet,
+        Status::Implemented,
     ),
-    leaf("runcmd"),
+    done("runcmd"),
     leaf("bootcmd"),
     leaf("mounts"),
     // A section, not a behaviour: its keys are noted one by one.
@@ -523,13 +523,13 @@ mod tests {
     #[test]
     fn unimplemented_keys_are_named_once_at_their_top() {
         let got = findings(
-            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n    http_proxy: http://p:3128\n  sysctl: {vm.swappiness: 1}\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
+            "hostname: h\nbootcmd: [true]\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n    http_proxy: http://p:3128\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
         );
         assert_eq!(
             got,
             [
+                "note: bootcmd: accepted, but not implemented yet: it has no effect",
                 "note: rancher.network.http_proxy: accepted, but not implemented yet: it has no effect",
-                "note: rancher.sysctl: accepted, but not implemented yet: it has no effect",
                 "note: rancher.password: read from the kernel command line only: it has no effect in a file",
                 "note: rancher.state.mdadm_scan: accepted, but not implemented yet: it has no effect",
             ]
