@@ -32,6 +32,8 @@ pub const HOST_PACKAGES: &[&str] = &[
     "mtools",
     // The end-to-end tests log in to the booted system over SSH.
     "openssh-client",
+    // ros netconf's DHCP tests run dhcpcd against busybox udhcpd.
+    "dhcpcd-base",
 ];
 
 #[derive(Args)]
