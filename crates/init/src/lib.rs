@@ -115,14 +115,43 @@ fn install_panic_hook() {
 /// cannot go on: PID 1 must not exit (the kernel would panic).
 pub fn halt_here(why: &str) -> ! {
     tracing::error!("boot cannot go on: {why}");
-    tracing::error!(
-        "no recovery shell in this build: fix the boot medium or the command line and reboot"
-    );
+    let shell = std::path::Path::new(RECOVERY_SHELL);
+    if !shell.exists() {
+        tracing::error!(
+            "no recovery shell ({RECOVERY_SHELL} is missing): fix the boot medium or the command line and reboot"
+        );
+    }
     loop {
+        if shell.exists() {
+            tracing::error!(
+                "recovery shell on the console (busybox sh); `exit` starts a new one, `reboot -f` restarts"
+            );
+            // The shell runs on the console PID 1 was given; PID 1 waits for
+            // it (and reaps whatever else exits), then offers a new one.
+            match std::process::Command::new(shell)
+                .args(["sh", "-l"])
+                .env(
+                    "PATH",
+                    "/usr/lib/oxos-tools/bin:/usr/bin:/usr/sbin:/bin:/sbin",
+                )
+                .env("PS1", "recovery# ")
+                .spawn()
+            {
+                Ok(mut child) => {
+                    let _ = child.wait();
+                }
+                Err(e) => tracing::error!("cannot start the recovery shell: {e}"),
+            }
+        }
         reaper::reap_all_blocking();
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
+
+/// The static busybox the build puts in the initrd, with its applets as
+/// links in `/usr/lib/oxos-tools/bin` (stage 1; after the switch of root the
+/// system image has no shell, and this path is then missing).
+pub const RECOVERY_SHELL: &str = "/usr/lib/oxos-tools/busybox";
 
 /// `ros` as `/init` or `ros init [--stage2] [-- ARGS]`. As PID 1 this never
 /// returns; run as any other process it refuses, since it would remount the

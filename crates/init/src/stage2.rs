@@ -211,6 +211,31 @@ fn coldplug(index: &crate::kmod::ModuleIndex) {
     );
 }
 
+/// Loads `rancher.modules` of the merged config (those already loaded are
+/// skipped).
+fn load_user_modules(merged: &config::Config) {
+    let Ok(Some(serde_norway::Value::Sequence(list))) = merged.get("rancher.modules") else {
+        return;
+    };
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let index = match crate::kmod::ModuleIndex::load(&Path::new("/usr/lib/modules").join(release)) {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::error!("modules: {e}");
+            return;
+        }
+    };
+    for entry in list.iter().filter_map(|v| v.as_str()) {
+        let (name, params) = entry.split_once(' ').unwrap_or((entry, ""));
+        match crate::kmod::load(&index, name, params) {
+            Ok(()) => tracing::info!("module {name} loaded (rancher.modules)"),
+            Err(e) => tracing::warn!("modules: {e}"),
+        }
+    }
+}
+
 /// Links /dev/disk/by-label/LABEL to each labelled block device, as udev
 /// would: the datasources find config drives there.
 fn link_labels() {
@@ -285,6 +310,11 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         })?;
     rt.block_on(cloud_init_save_local(early.as_ref()));
     apply_early_config(after_dashes);
+    // This boot's user-data may name more modules (rancher.modules).
+    match config::load(&Root::default()) {
+        Ok(merged) => load_user_modules(&merged),
+        Err(e) => tracing::error!("config: {e}"),
+    }
     let how = rt.block_on(serve(started));
     shutdown(how)
 }

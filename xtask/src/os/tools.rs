@@ -1,5 +1,6 @@
 //! Programs from Debian that PID 1 runs before the system image is there:
-//! `mke2fs`, to format an empty disk listed in `rancher.state.autoformat`.
+//! `mke2fs`, to format an empty disk listed in `rancher.state.autoformat`,
+//! and a static busybox for the recovery shell when boot cannot go on.
 //!
 //! The initrd holds no C library, so the program comes with the libraries
 //! it links and the dynamic loader, all in one directory ([`DIR`]); PID 1
@@ -24,6 +25,8 @@ const PACKAGES: &[(&str, &[&str])] = &[
     ("libblkid1", &["libblkid.so.1"]),
     ("libuuid1", &["libuuid.so.1"]),
     ("libc6", &["libc.so.6", "ld-linux-x86-64.so.2"]),
+    // The recovery shell of PID 1 when boot cannot go on (static).
+    ("busybox-static", &["busybox"]),
 ];
 
 /// The package names, for the build's cache key.
@@ -69,6 +72,23 @@ pub fn stage(debs: &[PathBuf], dir: &Path) -> Result<()> {
         }
     }
     std::fs::remove_dir_all(&unpacked).ok();
+    // The recovery shell's commands: busybox applets as links.
+    let bin = out.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    let list = Command::new(out.join("busybox"))
+        .arg("--list")
+        .output()
+        .context("cannot run the staged busybox")?;
+    if !list.status.success() {
+        bail!("the staged busybox does not run");
+    }
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet.contains('/') || applet == "busybox" {
+            continue;
+        }
+        std::os::unix::fs::symlink("../busybox", bin.join(applet))
+            .with_context(|| format!("cannot link busybox applet {applet}"))?;
+    }
     let check = Command::new(out.join("ld-linux-x86-64.so.2"))
         .arg("--library-path")
         .arg(&out)
