@@ -594,7 +594,7 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     );
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     vm.eventually("ssh", "true", Duration::from_secs(240));
-    let label = vm.ok("label", "sudo blkid /dev/vda");
+    let label = vm.ok("label", "sudo busybox blkid /dev/vda");
     assert!(
         label.contains("RANCHER_STATE"),
         "no RANCHER_STATE label: {label}"
