@@ -130,8 +130,31 @@ fn resolve(tree: &Path, mut path: PathBuf) -> Result<PathBuf> {
     bail!("too many symlinks at {}", path.display())
 }
 
+/// `name` in the package's program or library directories (not, say, its
+/// shell completion of the same name).
+fn find(tree: &Path, name: &str) -> Result<Option<PathBuf>> {
+    for dir in [
+        "usr/sbin",
+        "usr/bin",
+        "sbin",
+        "bin",
+        "usr/lib",
+        "lib",
+        "usr/lib64",
+        "lib64",
+    ] {
+        let dir = tree.join(dir);
+        if dir.is_dir() {
+            if let Some(found) = find_below(&dir, name)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The first file or symlink named `name` below `dir`.
-fn find(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+fn find_below(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let entry = entry?;
         let path = entry.path();
@@ -140,7 +163,7 @@ fn find(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
             return Ok(Some(path));
         }
         if kind.is_dir() {
-            if let Some(found) = find(&path, name)? {
+            if let Some(found) = find_below(&path, name)? {
                 return Ok(Some(found));
             }
         }
