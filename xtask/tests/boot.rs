@@ -84,7 +84,21 @@ fn iso_boots_with_uefi() {
 fn installed_disk_boots_with_its_state_partition() {
     let mut expect = BOOTED.to_vec();
     expect.push(r"state: /dev/vda\d+ \(ext4\) mounted");
-    boot(&["--disk"], &expect);
+    // An overlay: the boot ends with QEMU killed, which must not leave the
+    // built disk's state file system dirty for the tests that follow.
+    let work = tempfile::tempdir().unwrap();
+    let overlay = work.path().join("disk.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(dist().join("oxos.qcow2").canonicalize().unwrap())
+        .arg(&overlay)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img create failed");
+    boot(
+        &["--disk", "--disk-image", overlay.to_str().unwrap()],
+        &expect,
+    );
 }
 
 #[test]
