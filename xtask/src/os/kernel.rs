@@ -172,11 +172,13 @@ impl Apt {
         let version = field(&info, "Version")
             .with_context(|| format!("apt-cache show {package}: no Version"))?;
         let arch = field(&info, "Architecture").unwrap_or_else(|| "amd64".into());
+        // apt names files with ':' of an epoch escaped as %3a.
         let file = debs.join(format!(
             "{package}_{}_{arch}.deb",
             version.replace(':', "%3a")
         ));
         if file.is_file() {
+            eprintln!("xtask: == {package}: cached {}", file.display());
             return Ok(file);
         }
         std::fs::create_dir_all(debs)
@@ -200,33 +202,7 @@ impl Apt {
         let meta = self.show(METAPACKAGE)?;
         let package = first_dependency(&meta)
             .with_context(|| format!("{METAPACKAGE} names no kernel package in Depends"))?;
-        let info = self.show(&package)?;
-        let version = field(&info, "Version")
-            .with_context(|| format!("apt-cache show {package}: no Version"))?;
-        // apt names files with ':' of an epoch escaped as %3a.
-        let file = debs.join(format!(
-            "{package}_{}_amd64.deb",
-            version.replace(':', "%3a")
-        ));
-        if file.is_file() {
-            eprintln!("xtask: == kernel package: cached {}", file.display());
-            return Ok(file);
-        }
-        std::fs::create_dir_all(debs)
-            .with_context(|| format!("cannot create {}", debs.display()))?;
-        run_step(
-            &format!("download {package} {version}"),
-            self.command("apt-get")
-                .args(["download", &format!("{package}={version}")])
-                .current_dir(debs),
-        )?;
-        if !file.is_file() {
-            bail!(
-                "apt-get download {package} did not write {}",
-                file.display()
-            );
-        }
-        Ok(file)
+        self.fetch_package(&package, debs)
     }
 }
 
