@@ -7,15 +7,13 @@
 //! the same runner a developer uses, under the design's QEMU rules
 //! (`-accel tcg`, user networking restricted to 127.0.0.1).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// How long one boot may take under TCG on a busy 2-core machine.
 const BOOT_TIMEOUT_SECS: &str = "420";
 
-fn dist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
-}
+mod common;
+use common::dist;
 
 /// Boots with `args` and waits for every pattern of `expect` on the serial
 /// console; fails with the end of the log otherwise.
@@ -87,14 +85,7 @@ fn installed_disk_boots_with_its_state_partition() {
     // An overlay: the boot ends with QEMU killed, which must not leave the
     // built disk's state file system dirty for the tests that follow.
     let work = tempfile::tempdir().unwrap();
-    let overlay = work.path().join("disk.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(dist().join("oxos.qcow2").canonicalize().unwrap())
-        .arg(&overlay)
-        .status()
-        .unwrap();
-    assert!(status.success(), "qemu-img create failed");
+    let overlay = common::disk_overlay(work.path());
     boot(
         &["--disk", "--disk-image", overlay.to_str().unwrap()],
         &expect,

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 /// Under TCG on a busy 2-core machine a boot with User Docker takes minutes.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn dist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
-}
+mod common;
+use common::dist;
 
 /// A free TCP port on 127.0.0.1 (bound and released; QEMU takes it next).
 fn free_port() -> u16 {
@@ -419,14 +418,7 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
     let work = tempfile::tempdir().unwrap();
     // An overlay: the built disk stays pristine, this test's writes persist
     // across its own reboot.
-    let overlay = work.path().join("disk.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(dist().join("oxos.qcow2").canonicalize().unwrap())
-        .arg(&overlay)
-        .status()
-        .unwrap();
-    assert!(status.success(), "qemu-img create failed");
+    let overlay = common::disk_overlay(work.path());
     let boot = Boot {
         medium: vec![
             "--disk".into(),
