@@ -32,8 +32,13 @@ pub const HOST_PACKAGES: &[&str] = &[
     "mtools",
     // The end-to-end tests log in to the booted system over SSH.
     "openssh-client",
-    // ros netconf's DHCP tests run dhcpcd against busybox udhcpd.
+    // ros netconf's DHCP tests run dhcpcd against busybox udhcpd; its
+    // namespace tests make veth pairs with `ip`.
     "dhcpcd-base",
+    "iproute2",
+    // ext4 images for the state, datasource and probe tests.
+    "e2fsprogs",
+    "fdisk",
 ];
 
 #[derive(Args)]
