@@ -177,14 +177,9 @@ mod tests {
         f.set_len(mb << 20).unwrap();
     }
 
-    #[test]
-    fn ext4_cleanliness_follows_the_superblock_state_and_recovery_flag() {
-        if !have("mkfs.ext4") {
-            eprintln!("skipped: mkfs.ext4 is missing");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("state.img");
+    /// An 8 MiB ext4 image labelled RANCHER_STATE in `dir`.
+    fn ext4_image(dir: &Path) -> PathBuf {
+        let img = dir.join("state.img");
         sized(&img, 8);
         let ok = Command::new("mkfs.ext4")
             .args(["-q", "-F", "-L", "RANCHER_STATE"])
@@ -192,6 +187,17 @@ mod tests {
             .status()
             .unwrap();
         assert!(ok.success());
+        img
+    }
+
+    #[test]
+    fn ext4_cleanliness_follows_the_superblock_state_and_recovery_flag() {
+        if !have("mkfs.ext4") {
+            eprintln!("skipped: mkfs.ext4 is missing");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = ext4_image(dir.path());
         assert_eq!(ext4_clean(&img), Some(true), "a fresh file system is clean");
         let patch = |offset: u64, bytes: &[u8]| {
             use std::io::Write;
@@ -220,14 +226,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut checked = 0;
         if have("mkfs.ext4") {
-            let img = dir.path().join("state.img");
-            sized(&img, 8);
-            let ok = Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-L", "RANCHER_STATE"])
-                .arg(&img)
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            let img = ext4_image(dir.path());
             let found = probe(&img).unwrap();
             assert_eq!(
                 (found.fstype, found.label.as_str()),
