@@ -93,9 +93,10 @@ fn prepare_root() {
     }
 }
 
-/// Saves the args after `--` as cloud-config.d/init.yml and sets the hostname
-/// from the merged config.
-fn apply_early_config(after_dashes: &[String]) {
+/// Saves the args after `--` as cloud-config.d/init.yml, sets the hostname
+/// from the merged config, and returns that config (None when it cannot be
+/// read, which is logged).
+fn apply_early_config(after_dashes: &[String]) -> Option<config::Config> {
     let root = Root::default();
     let line = format!("-- {}", after_dashes.join(" "));
     if let Err(e) =
@@ -119,8 +120,12 @@ fn apply_early_config(after_dashes: &[String]) {
                     tracing::warn!("cannot write /etc/hosts: {e}");
                 }
             }
+            Some(merged)
         }
-        Err(e) => tracing::error!("config: {e}"),
+        Err(e) => {
+            tracing::error!("config: {e}");
+            None
+        }
     }
 }
 
@@ -142,30 +147,38 @@ const BASE_MODULES: &[&str] = &[
 /// symlink in the system image.
 const MODPROBE: &str = "/usr/sbin/modprobe";
 
-/// Loads the base modules and `rancher.modules` from the system image.
-fn load_modules(merged: Option<&config::Config>) {
+/// The module index of the running kernel in the system image; None (and
+/// logged) when it cannot be read.
+fn module_index() -> Option<crate::kmod::ModuleIndex> {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let dir = Path::new("/usr/lib/modules").join(&release);
-    let index = match crate::kmod::ModuleIndex::load(&dir) {
-        Ok(index) => index,
+    match crate::kmod::ModuleIndex::load(&Path::new("/usr/lib/modules").join(release)) {
+        Ok(index) => Some(index),
         Err(e) => {
             tracing::error!("modules: {e}");
-            return;
+            None
         }
-    };
-    let mut wanted: Vec<String> = BASE_MODULES.iter().map(|m| m.to_string()).collect();
-    if let Some(Ok(Some(serde_norway::Value::Sequence(list)))) =
-        merged.map(|m| m.get("rancher.modules"))
-    {
-        wanted.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
     }
-    coldplug(&index);
-    for entry in wanted {
-        // "name param=value ..." as in /etc/modules.
+}
+
+/// Loads the base modules, the drivers of the devices present, and
+/// `rancher.modules` of `merged`.
+fn load_modules(index: &crate::kmod::ModuleIndex, merged: Option<&config::Config>) {
+    coldplug(index);
+    let base: Vec<String> = BASE_MODULES.iter().map(|m| m.to_string()).collect();
+    load_listed(index, &base);
+    if let Some(merged) = merged {
+        load_user_modules(index, merged);
+    }
+}
+
+/// Loads each entry ("name param=value ...", as in /etc/modules); those
+/// already loaded are skipped by the loader.
+fn load_listed(index: &crate::kmod::ModuleIndex, entries: &[String]) {
+    for entry in entries {
         let (name, params) = entry.split_once(' ').unwrap_or((entry.as_str(), ""));
-        match crate::kmod::load(&index, name, params) {
+        match crate::kmod::load(index, name, params) {
             Ok(()) => tracing::debug!("module {name} loaded"),
             Err(e) => tracing::warn!("modules: {e}"),
         }
@@ -211,28 +224,14 @@ fn coldplug(index: &crate::kmod::ModuleIndex) {
     );
 }
 
-/// Loads `rancher.modules` of the merged config (those already loaded are
-/// skipped).
-fn load_user_modules(merged: &config::Config) {
-    let Ok(Some(serde_norway::Value::Sequence(list))) = merged.get("rancher.modules") else {
-        return;
-    };
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let index = match crate::kmod::ModuleIndex::load(&Path::new("/usr/lib/modules").join(release)) {
-        Ok(index) => index,
-        Err(e) => {
-            tracing::error!("modules: {e}");
-            return;
-        }
-    };
-    for entry in list.iter().filter_map(|v| v.as_str()) {
-        let (name, params) = entry.split_once(' ').unwrap_or((entry, ""));
-        match crate::kmod::load(&index, name, params) {
-            Ok(()) => tracing::info!("module {name} loaded (rancher.modules)"),
-            Err(e) => tracing::warn!("modules: {e}"),
-        }
+/// Loads `rancher.modules` of the merged config.
+fn load_user_modules(index: &crate::kmod::ModuleIndex, merged: &config::Config) {
+    if let Ok(Some(serde_norway::Value::Sequence(list))) = merged.get("rancher.modules") {
+        let entries: Vec<String> = list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        load_listed(index, &entries);
     }
 }
 
@@ -298,7 +297,10 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
             None
         }
     };
-    load_modules(early.as_ref());
+    let modules = module_index();
+    if let Some(index) = &modules {
+        load_modules(index, early.as_ref());
+    }
     link_labels();
     engine::memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -309,11 +311,10 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
             source,
         })?;
     rt.block_on(cloud_init_save_local(early.as_ref()));
-    apply_early_config(after_dashes);
+    let merged = apply_early_config(after_dashes);
     // This boot's user-data may name more modules (rancher.modules).
-    match config::load(&Root::default()) {
-        Ok(merged) => load_user_modules(&merged),
-        Err(e) => tracing::error!("config: {e}"),
+    if let (Some(index), Some(merged)) = (&modules, &merged) {
+        load_user_modules(index, merged);
     }
     let how = rt.block_on(serve(started));
     shutdown(how)
