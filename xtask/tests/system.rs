@@ -296,30 +296,61 @@ impl Vm {
         }
     }
 
-    /// Sends a command to QEMU's monitor.
+    /// Sends a command to QEMU's (human) monitor and waits until QEMU has
+    /// carried it out: the monitor echoes the command and prints its next
+    /// `(qemu)` prompt only after running it. Closing the connection before
+    /// then can lose the command (QEMU drops unread input on hang-up).
     fn monitor(&self, command: &str) {
         let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)
             .unwrap_or_else(|e| panic!("cannot reach QEMU's monitor: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
         s.write_all(format!("{command}\n").as_bytes()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let started = Instant::now();
+        let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf);
+        loop {
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(at) = text.find(command) {
+                if text[at..].contains("(qemu)") {
+                    return;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                self.fail(
+                    "monitor",
+                    &format!("QEMU did not confirm `{command}` in 30 s; it said: {text:?}"),
+                );
+            }
+            match s.read(&mut buf) {
+                Ok(0) => self.fail("monitor", &format!("QEMU closed the monitor: {text:?}")),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                Err(_) => {} // read timeout: look again
+            }
+        }
     }
 
     /// Waits for QEMU to exit (the guest powered off or rebooted; QEMU runs
     /// with -no-reboot).
     fn wait_exit(&self, step: &str, timeout: Duration) {
+        if !self.exits_within(timeout) {
+            self.fail(step, &format!("QEMU still running after {timeout:?}"));
+        }
+    }
+
+    /// Whether QEMU exits within `timeout` (how long it took is printed).
+    fn exits_within(&self, timeout: Duration) -> bool {
         let started = Instant::now();
         while self.running() {
             if started.elapsed() > timeout {
-                self.fail(step, &format!("QEMU still running after {timeout:?}"));
+                return false;
             }
             std::thread::sleep(Duration::from_millis(500));
         }
         eprintln!(
-            "e2e: {step}: QEMU exited after {:.0} s",
+            "e2e: QEMU exited after {:.0} s",
             started.elapsed().as_secs_f64()
         );
+        true
     }
 }
 
@@ -607,7 +638,21 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
 
     // 8. The ACPI power button.
     vm.monitor("system_powerdown");
-    vm.wait_exit("power button", Duration::from_secs(180));
+    if !vm.exits_within(Duration::from_secs(180)) {
+        // What a user would look at: did acpid see the button, and is it up?
+        let why = vm.ssh(
+            "sudo system-docker ps -a; sudo system-docker logs acpid 2>&1 | tail -20; \
+             grep -A4 -i 'power button' /proc/bus/input/devices; ls -l /dev/input",
+        );
+        vm.fail(
+            "power button",
+            &format!(
+                "QEMU still running 180 s after system_powerdown\n{}{}",
+                String::from_utf8_lossy(&why.stdout),
+                String::from_utf8_lossy(&why.stderr)
+            ),
+        );
+    }
 }
 
 /// Cloud-config keys applied at boot, each checked as a user would: the
