@@ -49,6 +49,7 @@ Commands:
   service (s)      bring up and manage services (ros service --help)
   cloud-init-save  fetch user-data and metadata from the datasources
   netconf          configure the network from rancher.network (the network service)
+  docker-init      run User Docker's dockerd with the options of rancher.docker
   console-init     set up users, SSH and getty, then run the console (the console service)
   cloud-init-execute
                    apply the cloud-config: sysctl, write_files, runcmd
@@ -93,6 +94,7 @@ fn dispatch_subcommand(mut args: Vec<OsString>) -> i32 {
         Some("init") => init::main(rest),
         Some("cloud-init-save") => datasource::cli::main(rest),
         Some("netconf") => netconf::cli::main(rest),
+        Some("docker-init") => userdocker::cli::main(rest),
         Some("console-init") => console::cli::main(rest),
         Some("cloud-init-execute") => cloudinit::cli::main(rest),
         Some(cmd @ ("reboot" | "poweroff" | "halt" | "shutdown")) => power(cmd, &rest),
