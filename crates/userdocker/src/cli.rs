@@ -38,8 +38,8 @@ Examples:
   ros config set rancher.docker.extra_args '[--mtu, \"1400\"]'
   ros config set rancher.docker.registry_mirror https://mirror.example:5000
   ros config set rancher.network.http_proxy http://proxy.example:3128
-  ros docker-init --dry-run    print dockerd's command line and environment
-  system-docker restart docker apply the change
+  ros docker-init --dry-run      print dockerd's command line and environment
+  system-docker restart docker   apply the change
 
 Keys and examples: docs/engines.md (User Docker's options).";
 

@@ -27,7 +27,7 @@
 //!    `args` is empty [`DEFAULT_ARGS`]; the daemon keys in key order
 //!    ([`flags`]); `extra_args`; `$DOCKER_OPTS` from the options file
 //!    ([`opts`]); the arguments after `--`. Later flags win where dockerd
-//!    keeps one value. The environment ([`env`]) adds the proxies, the
+//!    keeps one value. The environment ([`mod@env`]) adds the proxies, the
 //!    file's exported variables and `rancher.docker.environment`, looked up
 //!    in `rancher.environment` as compose does for every service;
 //! 3. logs the command line and execs dockerd (`--dry-run` prints both
@@ -107,12 +107,16 @@ pub fn launch(cfg: &CloudConfig, file: &DockerOpts, extra: &[String]) -> Result<
     let mut args: Vec<String> = if docker.args.is_empty() {
         DEFAULT_ARGS.iter().map(|s| s.to_string()).collect()
     } else {
-        // RancherOS's args named the program (`docker daemon`, later
-        // `dockerd`) before the flags.
-        let skip = docker.args.first().is_some_and(|first| {
-            first == "daemon" || first == "dockerd" || first.ends_with("/dockerd")
-        });
-        docker.args[usize::from(skip)..].to_vec()
+        // RancherOS's args named the program before the flags: `daemon`
+        // (run as `docker daemon`), later `dockerd`.
+        let program =
+            |word: &str| word == "daemon" || word == "dockerd" || word.ends_with("/dockerd");
+        let skip = match docker.args.as_slice() {
+            [docker, daemon, ..] if docker == "docker" && daemon == "daemon" => 2,
+            [first, ..] if program(first) => 1,
+            _ => 0,
+        };
+        docker.args[skip..].to_vec()
     };
     let (flags, mut warnings) = flags::daemon_flags("rancher.docker", &docker.daemon)?;
     args.extend(flags);
@@ -172,6 +176,11 @@ mod tests {
                 &["--host", "unix:///x.sock", "--debug"],
             ),
             ("rancher: {docker: {args: [dockerd, -D]}}", &["-D"]),
+            ("rancher: {docker: {args: [docker, daemon, -D]}}", &["-D"]),
+            (
+                "rancher: {docker: {args: [-D, dockerd]}}",
+                &["-D", "dockerd"],
+            ),
             (
                 "rancher: {docker: {args: [/usr/bin/dockerd], group: docker}}",
                 &["--group", "docker"],
