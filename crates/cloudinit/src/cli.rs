@@ -60,6 +60,13 @@ struct Cli {
     /// Where sysctl keys are written
     #[arg(long, value_name = "DIR", default_value = "/proc/sys")]
     proc_sys: PathBuf,
+    /// The mount namespace mounts and swap are made in (the host's, as the
+    /// service has the host's PID namespace); "current" stays in ours
+    #[arg(long, value_name = "PATH", default_value = "/proc/1/ns/mnt")]
+    mount_ns: PathBuf,
+    /// Where LABEL= and UUID= devices are looked up, in that namespace
+    #[arg(long, value_name = "DIR", default_value = "/dev/disk")]
+    dev_disk: PathBuf,
 }
 
 /// `ros cloud-init-execute ARGS` (`args[0]` is `cloud-init-execute`).
@@ -91,7 +98,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     let mut failures = Vec::new();
     if cli.pre_console {
-        failures.extend(crate::pre_console(&config, &cli.proc_sys));
+        let host = crate::Host {
+            proc_sys: cli.proc_sys.clone(),
+            mount_ns: (cli.mount_ns.as_os_str() != "current").then(|| cli.mount_ns.clone()),
+            dev_disk: cli.dev_disk.clone(),
+        };
+        failures.extend(crate::pre_console(&config, &host));
     }
     if cli.console {
         failures.extend(crate::console(&config, &cli.root, !cli.no_runcmd));

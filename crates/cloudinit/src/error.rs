@@ -43,6 +43,35 @@ pub enum Error {
     /// The config could not be loaded or a key did not have the expected form.
     #[error(transparent)]
     Config(#[from] config::Error),
+    /// A `mounts` entry that is not a list of 2 to 6 fields, or a bad field.
+    #[error("{0}")]
+    MountEntry(String),
+    /// A device path, or a `LABEL=`/`UUID=` link, that does not exist.
+    /// `detail` is empty or a parenthesized note (which link is missing).
+    #[error("no such device{detail}")]
+    NoDevice { detail: String },
+    /// The mount namespace could not be entered.
+    #[error("failed to enter the mount namespace {}: {source}", path.display())]
+    Namespace {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Something this crate does not do yet.
+    #[error("not supported yet: {0}")]
+    NotSupported(String),
+    /// mount(2) failed (the reason in mount(8)'s words).
+    #[error("{0}")]
+    Mount(String),
+    /// Type `auto`: no file system type in /proc/filesystems mounted it.
+    #[error("no known file system type fits (tried {0})")]
+    AutoType(String),
+    /// A swap entry whose device or file holds no swap signature.
+    #[error("{} is not a swap area (no SWAPSPACE2 signature at offset {offset}; run mkswap on it first)", path.display())]
+    NoSwapSignature { path: PathBuf, offset: usize },
+    /// swapon(2) failed.
+    #[error("swapon: {0}")]
+    Swap(String),
     /// A config entry did not deserialize.
     #[error("{0}")]
     Entry(String),

@@ -40,13 +40,14 @@
 //!   a running system the root is `/`, where that makes no difference.
 
 pub mod error;
+pub mod mounts;
 pub mod runcmd;
 pub mod sysctl;
 pub mod write_files;
 
 pub mod cli;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use config::{Config, Value};
 
@@ -55,14 +56,50 @@ pub use error::{Error, Result};
 /// One thing that could not be applied, as logged.
 pub type Failure = String;
 
-/// The pre-console phase: `rancher.sysctl` written under `proc_sys`.
+/// Where the pre-console phase acts: the real system's paths by default,
+/// others in tests.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Where sysctl keys are written (`/proc/sys`).
+    pub proc_sys: PathBuf,
+    /// The mount namespace `mounts` are made in (`/proc/1/ns/mnt`, the
+    /// host's); `None`: the current one.
+    pub mount_ns: Option<PathBuf>,
+    /// Where `LABEL=`/`UUID=` devices are looked up (`/dev/disk`), in that
+    /// namespace.
+    pub dev_disk: PathBuf,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self {
+            proc_sys: "/proc/sys".into(),
+            mount_ns: Some("/proc/1/ns/mnt".into()),
+            dev_disk: "/dev/disk".into(),
+        }
+    }
+}
+
+/// The pre-console phase: `bootcmd` run, then `mounts` made in
+/// `host.mount_ns`, then `rancher.sysctl` written under `host.proc_sys`.
 /// Returns the failures (each already logged).
-pub fn pre_console(config: &Config, proc_sys: &Path) -> Vec<Failure> {
+pub fn pre_console(config: &Config, host: &Host) -> Vec<Failure> {
     let mut failures = Vec::new();
     let mut fail = |msg: String| {
         tracing::error!("{msg}");
         failures.push(msg);
     };
+    run_list(config, "bootcmd", &mut fail);
+    match config.get("mounts") {
+        Ok(None) | Ok(Some(Value::Null)) => {}
+        Ok(Some(Value::Sequence(entries))) if entries.is_empty() => {}
+        Ok(Some(Value::Sequence(entries))) => apply_mounts(entries, host, &mut fail),
+        Ok(Some(other)) => fail(format!(
+            "mounts: must be a list, not {}",
+            config::kind(other)
+        )),
+        Err(e) => fail(format!("mounts: {e}")),
+    }
     match config.get("rancher.sysctl") {
         Ok(None) | Ok(Some(Value::Null)) => {}
         Ok(Some(Value::Mapping(map))) => {
@@ -77,7 +114,7 @@ pub fn pre_console(config: &Config, proc_sys: &Path) -> Vec<Failure> {
                         continue;
                     }
                 };
-                match sysctl::apply(proc_sys, &key, value) {
+                match sysctl::apply(&host.proc_sys, &key, value) {
                     Ok(()) => tracing::info!("sysctl {key} set"),
                     Err(e) => fail(format!("sysctl {key}: {e}")),
                 }
@@ -89,15 +126,86 @@ pub fn pre_console(config: &Config, proc_sys: &Path) -> Vec<Failure> {
         )),
         Err(e) => fail(format!("rancher.sysctl: {e}")),
     }
-    if let Ok(Some(Value::Sequence(cmds))) = config.get("bootcmd") {
-        if !cmds.is_empty() {
-            tracing::warn!(
-                "not supported yet: bootcmd ({} entries not run)",
-                cmds.len()
-            );
-        }
-    }
     failures
+}
+
+/// Every `mounts` entry, from one thread inside the mount namespace.
+fn apply_mounts(entries: &[Value], host: &Host, fail: &mut dyn FnMut(String)) {
+    let dev_disk = host.dev_disk.as_path();
+    let outcome = mounts::in_namespace(host.mount_ns.as_deref(), || {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let entry =
+                    mounts::entry_from_value(value).map_err(|e| format!("mounts[{i}]: {e}"))?;
+                let what = format!("mounts[{i}]: {} on {}", entry.device, entry.target);
+                mounts::apply(&entry, dev_disk)
+                    .map(|done| (what.clone(), done))
+                    .map_err(|e| format!("{what}: {e}"))
+            })
+            .collect::<Vec<_>>()
+    });
+    match outcome {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok((what, mounts::Done::Mounted(t))) => {
+                        tracing::info!("{what}: mounted ({t})")
+                    }
+                    Ok((what, mounts::Done::AlreadyMounted)) => {
+                        tracing::info!("{what}: already mounted, skipped")
+                    }
+                    Ok((what, mounts::Done::SwapOn(p))) => {
+                        tracing::info!("{what}: swap on {}", p.display())
+                    }
+                    Ok((what, mounts::Done::SwapAlreadyOn(p))) => {
+                        tracing::info!("{what}: swap already on {}, skipped", p.display())
+                    }
+                    Err(msg) => fail(msg),
+                }
+            }
+        }
+        Err(e) => fail(format!(
+            "mounts: {e} ({} entries not applied)",
+            entries.len()
+        )),
+    }
+}
+
+/// `bootcmd` or `runcmd`: each entry run in order, a failure logged and
+/// counted, the rest still run.
+fn run_list(config: &Config, key: &str, fail: &mut dyn FnMut(String)) {
+    match config.get(key) {
+        Ok(None) | Ok(Some(Value::Null)) => {}
+        Ok(Some(Value::Sequence(cmds))) => {
+            for (i, entry) in cmds.iter().enumerate() {
+                let argv = match runcmd::argv(entry) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        fail(format!("{key}[{i}]: {e}"));
+                        continue;
+                    }
+                };
+                tracing::info!("{key}[{i}]: {}", argv.join(" "));
+                match runcmd::run(&argv, &format!("{key}[{i}]: ")) {
+                    Ok(runcmd::Outcome::Exited(0)) => {}
+                    Ok(runcmd::Outcome::Exited(code)) => {
+                        fail(format!("{key}[{i}]: exit status {code}"))
+                    }
+                    Ok(runcmd::Outcome::Signaled(sig)) => {
+                        fail(format!("{key}[{i}]: killed by signal {sig}"))
+                    }
+                    Err(e) => fail(format!("{key}[{i}]: failed to run {}: {e}", argv[0])),
+                }
+            }
+        }
+        Ok(Some(other)) => fail(format!(
+            "{key}: must be a list, not {}",
+            config::kind(other)
+        )),
+        Err(e) => fail(format!("{key}: {e}")),
+    }
 }
 
 /// The console phase: `write_files` for the console written under `root`,
@@ -145,35 +253,6 @@ pub fn console(config: &Config, root: &Path, run_commands: bool) -> Vec<Failure>
     if !run_commands {
         return failures;
     }
-    match config.get("runcmd") {
-        Ok(None) | Ok(Some(Value::Null)) => {}
-        Ok(Some(Value::Sequence(cmds))) => {
-            for (i, entry) in cmds.iter().enumerate() {
-                let argv = match runcmd::argv(entry) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        fail(format!("runcmd[{i}]: {e}"));
-                        continue;
-                    }
-                };
-                tracing::info!("runcmd[{i}]: {}", argv.join(" "));
-                match runcmd::run(&argv, &format!("runcmd[{i}]: ")) {
-                    Ok(runcmd::Outcome::Exited(0)) => {}
-                    Ok(runcmd::Outcome::Exited(code)) => {
-                        fail(format!("runcmd[{i}]: exited with code {code}"))
-                    }
-                    Ok(runcmd::Outcome::Signaled(sig)) => {
-                        fail(format!("runcmd[{i}]: killed by signal {sig}"))
-                    }
-                    Err(e) => fail(format!("runcmd[{i}]: failed to run {}: {e}", argv[0])),
-                }
-            }
-        }
-        Ok(Some(other)) => fail(format!(
-            "runcmd: must be a list, not {}",
-            config::kind(other)
-        )),
-        Err(e) => fail(format!("runcmd: {e}")),
-    }
+    run_list(config, "runcmd", &mut fail);
     failures
 }

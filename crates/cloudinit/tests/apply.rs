@@ -151,7 +151,7 @@ fn runcmd_runs_in_order_past_a_failing_command() {
         "one\nthree\nsix\n"
     );
     assert_eq!(failures.len(), 3, "{failures:#?}");
-    assert_eq!(failures[0], "runcmd[1]: exited with code 7");
+    assert_eq!(failures[0], "runcmd[1]: exit status 7");
     assert!(
         failures[1].starts_with("runcmd[3]: not a string"),
         "{}",
@@ -186,7 +186,12 @@ fn sysctl_values_are_written_and_a_bad_key_does_not_stop_the_others() {
         std::fs::create_dir_all(p.join(f).parent().unwrap()).unwrap();
         std::fs::write(p.join(f), "0\n").unwrap();
     }
-    let failures = cloudinit::pre_console(&load(r), p);
+    let host = cloudinit::Host {
+        proc_sys: p.to_owned(),
+        mount_ns: None,
+        ..Default::default()
+    };
+    let failures = cloudinit::pre_console(&load(r), &host);
     assert_eq!(
         std::fs::read_to_string(p.join("net/ipv4/ip_forward")).unwrap(),
         "1\n"
@@ -248,4 +253,87 @@ fn the_command_exits_1_when_anything_failed() {
 
     // Neither phase: a usage error.
     assert_eq!(cloudinit::cli::main(args(good.path(), &[])), 2);
+}
+
+#[test]
+fn bootcmd_runs_in_order_before_sysctl_and_past_failures() {
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("log");
+    let log = log.display();
+    let proc_sys = tempfile::tempdir().unwrap();
+    let p = proc_sys.path();
+    std::fs::create_dir_all(p.join("vm")).unwrap();
+    std::fs::write(p.join("vm/swappiness"), "60\n").unwrap();
+    // Entry 1 sees the sysctl file still unwritten: bootcmd comes first.
+    let config = format!(
+        "bootcmd:\n  - echo one >> {log}\n  - [/bin/sh, -c, 'cat {sw} >> {log}']\n  - exit 1\n  - [/nonexistent/program]\n  - 42\n  - [/bin/sh, -c, 'kill -9 $$']\n  - echo seven >> {log}\nrancher:\n  sysctl: {{vm.swappiness: 10}}\n",
+        sw = p.join("vm/swappiness").display()
+    );
+    let root = root_with(&config);
+    let r = root.path();
+    let host = cloudinit::Host {
+        proc_sys: p.to_owned(),
+        mount_ns: None,
+        ..Default::default()
+    };
+    let failures = cloudinit::pre_console(&load(r), &host);
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("log")).unwrap(),
+        "one\n60\nseven\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.join("vm/swappiness")).unwrap(),
+        "10\n"
+    );
+    assert_eq!(failures.len(), 4, "{failures:#?}");
+    assert_eq!(failures[0], "bootcmd[2]: exit status 1");
+    assert!(
+        failures[1].starts_with("bootcmd[3]: failed to run /nonexistent/program"),
+        "{}",
+        failures[1]
+    );
+    assert!(
+        failures[2].starts_with("bootcmd[4]: not a string"),
+        "{}",
+        failures[2]
+    );
+    assert_eq!(failures[3], "bootcmd[5]: killed by signal 9");
+    // The console phase does not run bootcmd.
+    std::fs::remove_file(out.path().join("log")).unwrap();
+    assert!(cloudinit::console(&load(r), r, true).is_empty());
+    assert!(!out.path().join("log").exists());
+}
+
+#[test]
+fn a_bad_mounts_entry_is_reported_with_its_index_and_the_others_still_apply() {
+    let root = root_with(
+        "mounts:\n  - [/dev/no-such-disk-here, /mnt/data, ext4, defaults]\n  - [only-one-field]\n  - [server:/export, /mnt/nfs, nfs, '']\n  - [LABEL=NO_SUCH_LABEL, /mnt/l]\n",
+    );
+    let r = root.path();
+    let dev_disk = tempfile::tempdir().unwrap();
+    let host = cloudinit::Host {
+        proc_sys: "/nonexistent".into(),
+        mount_ns: None,
+        dev_disk: dev_disk.path().to_owned(),
+    };
+    let failures = cloudinit::pre_console(&load(r), &host);
+    assert_eq!(failures.len(), 4, "{failures:#?}");
+    assert_eq!(
+        failures[0],
+        "mounts[0]: /dev/no-such-disk-here on /mnt/data: no such device"
+    );
+    assert!(
+        failures[1].starts_with("mounts[1]: must have 2 to 6 fields"),
+        "{}",
+        failures[1]
+    );
+    assert_eq!(
+        failures[2],
+        "mounts[2]: server:/export on /mnt/nfs: not supported yet: nfs mounts"
+    );
+    assert!(
+        failures[3].starts_with("mounts[3]: LABEL=NO_SUCH_LABEL on /mnt/l: no such device ("),
+        "{}",
+        failures[3]
+    );
 }
