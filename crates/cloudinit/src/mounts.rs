@@ -538,3 +538,149 @@ fn swap_on(entry: &Entry, dev_disk: &Path) -> Result<Done> {
     }
     Ok(Done::SwapOn(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Value {
+        serde_norway::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn entries_take_defaults_and_reject_bad_shapes() {
+        let e = entry_from_value(&v("[/dev/vdb, /mnt/b]")).unwrap();
+        assert_eq!((e.fstype.as_str(), e.options.as_str()), ("", ""));
+        let e = entry_from_value(&v("[/swap, none, swap, sw, 0, 0]")).unwrap();
+        assert_eq!(e.fstype, "swap");
+        assert_eq!(e.options, "sw");
+        let e = entry_from_value(&v("[tmpfs, /t, ~, 'size=1m']")).unwrap();
+        assert_eq!(e.fstype, "");
+        for bad in [
+            "/dev/vdb",
+            "[/dev/vdb]",
+            "[a, b, c, d, e, f, g]",
+            "[a, [b]]",
+            "['', /x]",
+        ] {
+            assert!(entry_from_value(&v(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        type F = MsFlags;
+        let table: &[(&str, MsFlags, &str)] = &[
+            ("", F::empty(), ""),
+            ("defaults", F::empty(), ""),
+            ("ro", F::MS_RDONLY, ""),
+            ("ro,rw", F::empty(), ""),
+            ("rw,ro", F::MS_RDONLY, ""),
+            (
+                "noexec,nosuid,nodev",
+                F::MS_NOEXEC | F::MS_NOSUID | F::MS_NODEV,
+                "",
+            ),
+            ("noatime,relatime", F::MS_NOATIME | F::MS_RELATIME, ""),
+            ("sync,dirsync", F::MS_SYNCHRONOUS | F::MS_DIRSYNC, ""),
+            ("bind", F::MS_BIND, ""),
+            ("rbind,ro", F::MS_BIND | F::MS_REC | F::MS_RDONLY, ""),
+            ("remount,ro", F::MS_REMOUNT | F::MS_RDONLY, ""),
+            (
+                "defaults,nofail,x-systemd.requires=cloud-init.service,nobootwait",
+                F::empty(),
+                "",
+            ),
+            (
+                "size=10m,mode=0755,nosuid",
+                F::MS_NOSUID,
+                "size=10m,mode=0755",
+            ),
+            (
+                "data=ordered, errors=remount-ro",
+                F::empty(),
+                "data=ordered,errors=remount-ro",
+            ),
+        ];
+        for (text, flags, data) in table {
+            let o = parse_options(text);
+            assert_eq!(o.flags, *flags, "{text}");
+            assert_eq!(o.data, *data, "{text}");
+            assert!(o.propagation.is_empty() && !o.want_loop, "{text}");
+        }
+        let o = parse_options("rshared,private,ro");
+        assert_eq!(
+            o.propagation,
+            [F::MS_SHARED | F::MS_REC, F::MS_PRIVATE],
+            "propagation is kept apart"
+        );
+        assert_eq!(o.flags, F::MS_RDONLY);
+        assert!(parse_options("loop,ro").want_loop);
+    }
+
+    #[test]
+    fn swap_options_become_flags() {
+        assert_eq!(swap_flags("sw").unwrap(), 0);
+        assert_eq!(swap_flags("defaults,pri=5").unwrap(), 0x8000 | 5);
+        assert_eq!(swap_flags("discard").unwrap(), 0x10000);
+        assert!(swap_flags("pri=-1").is_err());
+        assert!(swap_flags("pri=x").is_err());
+    }
+
+    #[test]
+    fn tags_resolve_through_dev_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("fake-dev");
+        std::fs::write(&dev, "").unwrap();
+        std::fs::create_dir_all(dir.path().join("by-label")).unwrap();
+        std::fs::create_dir_all(dir.path().join("by-uuid")).unwrap();
+        std::os::unix::fs::symlink(&dev, dir.path().join("by-label/DATA")).unwrap();
+        std::os::unix::fs::symlink(&dev, dir.path().join("by-uuid/1234-ab")).unwrap();
+        let dev = std::fs::canonicalize(&dev).unwrap();
+        assert_eq!(resolve_device("LABEL=DATA", dir.path()).unwrap(), dev);
+        assert_eq!(resolve_device("UUID=1234-ab", dir.path()).unwrap(), dev);
+        let e = resolve_device("LABEL=OTHER", dir.path()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no such device ({}/by-label/OTHER is missing)",
+                dir.path().display()
+            )
+        );
+        assert!(resolve_device("LABEL=../x", dir.path()).is_err());
+        assert_eq!(
+            resolve_device("/no/such/disk", dir.path())
+                .unwrap_err()
+                .to_string(),
+            "no such device"
+        );
+    }
+
+    #[test]
+    fn a_file_without_the_swap_signature_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("not-swap");
+        std::fs::write(&f, vec![0u8; 1 << 16]).unwrap();
+        let e = check_swap_signature(&f).unwrap_err().to_string();
+        assert!(e.contains("is not a swap area"), "{e}");
+        assert!(e.contains("run mkswap"), "{e}");
+        std::fs::write(&f, b"short").unwrap();
+        assert!(check_swap_signature(&f).is_err());
+        // The signature where mkswap puts it.
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .unwrap()
+            .unwrap() as usize;
+        let mut bytes = vec![0u8; page * 4];
+        bytes[page - 10..page].copy_from_slice(b"SWAPSPACE2");
+        std::fs::write(&f, &bytes).unwrap();
+        check_swap_signature(&f).unwrap();
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(unescape("/a\\134b"), "/a\\b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape("/trailing\\"), "/trailing\\");
+    }
+}
