@@ -40,8 +40,9 @@
 //! - Links are read once at start: a link that appears later (hotplug) is
 //!   configured when the service restarts.
 //! - Bonds (`bond`, `bond_opts`), `dhcp_args`, `ipv4ll`, `pre_up`,
-//!   `post_up`, `pre_cmds`, `post_cmds` and the proxy keys are not supported
-//!   yet: each one set is named in a warning and ignored.
+//!   `post_up`, `pre_cmds` and `post_cmds` are not supported yet: each one
+//!   set is named in a warning and ignored. The proxy keys are not the
+//!   network's: `ros docker-init` gives them to User Docker.
 //! - DHCP is IPv4 only; IPv6 needs static addresses and `gateway_ipv6`.
 //! - Addresses and routes that are no longer configured are not removed;
 //!   dhcpcd runs persistent (`-p`), so stopping the service keeps leases.

@@ -153,10 +153,8 @@ impl Settings {
                 ));
             }
         }
+        // The proxy keys are User Docker's (ros docker-init), not links'.
         for (name, set) in [
-            ("http_proxy", net.http_proxy.is_some()),
-            ("https_proxy", net.https_proxy.is_some()),
-            ("no_proxy", net.no_proxy.is_some()),
             ("pre_cmds", !net.pre_cmds.is_empty()),
             ("post_cmds", !net.post_cmds.is_empty()),
         ] {
@@ -711,10 +709,7 @@ mod tests {
             settings("http_proxy: http://p:3128\ninterfaces:\n  eth0: {bond: bond0, dhcp: true}\n");
         assert_eq!(
             s.warnings,
-            [
-                "rancher.network.interfaces.eth0.bond: not supported yet, ignored",
-                "rancher.network.http_proxy: not supported yet, ignored",
-            ]
+            ["rancher.network.interfaces.eth0.bond: not supported yet, ignored"]
         );
     }
 
