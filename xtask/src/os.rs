@@ -27,7 +27,7 @@
 //!    workspace's dynamic builds;
 //! 4. the system image: [`modules::SYSTEM`] closed over `modules.dep`,
 //!    staged with its own `depmod`, plus `ros` and `os-config.yml`, packed as
-//!    a squashfs (zstd);
+//!    a squashfs (xz, with the x86 filter);
 //! 5. the initrd: `/init` = `ros` and [`modules::INITRD`] (what finding and
 //!    mounting the system image needs), a newc cpio compressed with zstd;
 //! 6. the ISO: `grub-mkrescue`, which makes a hybrid image (El Torito BIOS
@@ -573,7 +573,10 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
             Command::new("mksquashfs")
                 .arg(&root)
                 .arg(dir.join("system.img"))
-                .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "15"])
+                // xz with the x86 filter (BCJ): 20% smaller than zstd -15
+                // here, mostly on the Go binaries of User Docker (the ISO
+                // target is 100 MB); blocks are decompressed on read.
+                .args(["-noappend", "-comp", "xz", "-Xbcj", "x86"])
                 // Owners and xattrs are kept: the layers' files belong to
                 // their users and whiteouts carry trusted.overlay.opaque.
                 .args(["-b", "1M", "-xattrs", "-no-progress"])
@@ -743,7 +746,7 @@ fn size_entries(
             size: file_size(&system_dir.join("system.img"))?,
             uncompressed: read_number(system_dir.join("uncompressed"))?,
             note: format!(
-                "squashfs (zstd) /usr: ros, os-config.yml, {system_count} modules, {} system images",
+                "squashfs (xz) /usr: ros, os-config.yml, {system_count} modules, {} system images",
                 SYSTEM_IMAGES.len()
             ),
         },
