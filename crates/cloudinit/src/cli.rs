@@ -8,9 +8,20 @@ use clap::{ArgGroup, Parser};
 const AFTER_HELP: &str = "\
 What it does:
   --pre-console  (the cloud-init-execute system service, before the console)
-      writes each rancher.sysctl key to /proc/sys, dots as slashes:
-        rancher.sysctl: {net.ipv4.ip_forward: 1}  ->  /proc/sys/net/ipv4/ip_forward
-      a key with a slash is a path (net/ipv4/conf/eth0.100/rp_filter)
+      1. runs bootcmd in order: a string through /bin/sh -c, a list directly;
+         output on stderr prefixed with bootcmd[N]
+      2. applies mounts in the host's mount namespace (--mount-ns): each entry
+         [device, mount point, type, options]; type empty or auto tries the
+         kernel's file systems, options default to defaults; device may be
+         LABEL=, UUID=, PARTUUID= or PARTLABEL= (looked up under --dev-disk);
+         the mount point is created; options: ro, rw, nosuid, nodev, noexec,
+         noatime, relatime, sync, bind, rbind, remount, shared, private ...,
+         the rest passed to the file system (size=10m); type swap enables
+         swap on the device or file (mkswap'd; options pri=N, discard);
+         what is already mounted there, or swap already on, is skipped
+      3. writes each rancher.sysctl key to /proc/sys, dots as slashes:
+           rancher.sysctl: {net.ipv4.ip_forward: 1}  ->  /proc/sys/net/ipv4/ip_forward
+         a key with a slash is a path (net/ipv4/conf/eth0.100/rp_filter)
   --console      (run by the console container at its start)
       1. writes the write_files entries whose container is unset or console:
          content decoded by encoding (b64, base64, gzip, gz, gz+b64,
@@ -21,11 +32,17 @@ What it does:
          output on stderr prefixed with runcmd[N]
 
 A bad entry is logged with its index (or key) and the rest still applied;
-the exit code is 1 if anything failed. Not supported yet: write_files for
-another container (logged per entry), bootcmd.
+the exit code is 1 if anything failed. Not supported yet (logged per entry):
+write_files for another container, nfs mounts, the loop mount option.
 
 Examples:
   cat >> /var/lib/rancher/conf/cloud-config.yml <<EOF
+  bootcmd:
+    - echo early > /dev/kmsg
+  mounts:
+    - [LABEL=DATA, /mnt/data, ext4, \"noatime\"]
+    - [/dev/vdc, none, swap, sw]     # made by mkswap once
+    - [tmpfs, /mnt/scratch, tmpfs, \"size=64m,mode=1777\"]
   rancher:
     sysctl: {vm.swappiness: 10}
   write_files:
@@ -39,12 +56,13 @@ Examples:
 #[command(
     name = "ros cloud-init-execute",
     bin_name = "ros cloud-init-execute",
-    about = "Apply the cloud-config: rancher.sysctl (--pre-console), write_files and runcmd (--console)",
+    about = "Apply the cloud-config: bootcmd, mounts and rancher.sysctl (--pre-console), write_files and runcmd (--console)",
     after_help = AFTER_HELP,
     group(ArgGroup::new("phase").required(true).multiple(true).args(["pre_console", "console"]))
 )]
 struct Cli {
-    /// Apply rancher.sysctl (the cloud-init-execute service, before the console)
+    /// Run bootcmd, apply mounts and rancher.sysctl (the cloud-init-execute
+    /// service, before the console)
     #[arg(long)]
     pre_console: bool,
     /// Write the console's write_files and run runcmd (at the console's start)

@@ -2,40 +2,67 @@
 //!
 //! ## Background
 //!
-//! A cloud-config (COMPAT.md) asks for kernel parameters (`rancher.sysctl`),
-//! files (`write_files`) and commands (`runcmd`). Some of it must happen
-//! before the console starts, in the host's view of the system; some inside
-//! the console, whose filesystem the user logs into.
+//! A cloud-config (COMPAT.md) asks for early commands (`bootcmd`), file
+//! systems and swap (`mounts`), kernel parameters (`rancher.sysctl`), files
+//! (`write_files`) and commands (`runcmd`). Some of it must happen before
+//! the console starts, in the host's view of the system; some inside the
+//! console, whose filesystem the user logs into.
 //!
 //! ## Design
 //!
 //! Two phases, each a flag of `ros cloud-init-execute`:
 //!
 //! - [`pre_console`] runs in the `cloud-init-execute` system service
-//!   (privileged, host network and PID namespace, /proc/sys writable): every
-//!   `rancher.sysctl` key is written to its file under /proc/sys.
+//!   (privileged, host network and PID namespace, /proc/sys writable), in
+//!   this order:
+//!   1. `bootcmd`, as RancherOS runs it: each entry a string (`/bin/sh -c`)
+//!      or a list (argv, run directly), in order, in the service's own
+//!      filesystem;
+//!   2. `mounts` ([`mounts`]): each `[device, mount point, type, options]`
+//!      entry mounted with mount(2), or enabled with swapon(2) for type
+//!      `swap`, in the host's mount namespace: a thread of its own unshares
+//!      its file system attributes and enters /proc/1/ns/mnt with setns(2)
+//!      (PID 1 is the host's init, as the service has the host's PID
+//!      namespace), so the mounts outlive the service and are seen by every
+//!      container started later. `LABEL=`/`UUID=` devices are resolved
+//!      through /dev/disk, a missing mount point is created, type `auto`
+//!      tries the kernel's file systems in turn, and an entry whose source
+//!      is already mounted there (or whose swap is already on) is skipped,
+//!      so a restart of the service stacks nothing;
+//!   3. every `rancher.sysctl` key written to its file under /proc/sys.
 //! - [`console`] runs when the console container starts, in its filesystem:
 //!   the `write_files` entries meant for the console (no `container:` or
 //!   `container: console`) are written, then `runcmd` runs in order.
 //!
-//! Every item is independent: a bad entry is logged (with its index or key)
-//! and the rest still applied; the phase returns the list of failures, so
-//! the command exits 1 at the end if any. Files are written atomically: a
-//! temporary file in the same directory, mode and owner set, fsync, rename.
-//! Owner names are resolved from the root's own /etc/passwd and /etc/group.
-//! The config is the merged one (`config::load`), read from the root
-//! (`--root`, ROS_ROOT), so tests run over a temporary directory.
+//! Every item is independent: a bad entry is logged (with its index or key,
+//! `bootcmd[2]: exit status 1`, `mounts[1]: /dev/vdb on /mnt/data: no such
+//! device`) and the rest still applied; the phase returns the list of
+//! failures, so the command exits 1 at the end if any. Files are written
+//! atomically: a temporary file in the same directory, mode and owner set,
+//! fsync, rename. Owner names are resolved from the root's own /etc/passwd
+//! and /etc/group. The config is the merged one (`config::load`), read from
+//! the root (`--root`, ROS_ROOT), so tests run over a temporary directory;
+//! the mount namespace and /dev/disk are parameters ([`Host`]) for the same
+//! reason.
 //!
 //! ## Limitations
 //!
 //! - `write_files` for any container other than the console: not supported
 //!   yet, logged as such per entry (and counted as a failure).
-//! - `bootcmd` is not run yet; a config holding it gets a warning.
+//! - `mounts`: nfs and the `loop` option are not supported yet (a per-entry
+//!   error); a file is mounted only through a loop device set up beforehand
+//!   (in `bootcmd`, with losetup). Type `auto` does not probe the device as
+//!   mount(8) does with blkid: it tries every type of /proc/filesystems
+//!   that needs a device, so a file system whose module is not loaded yet
+//!   is not found (name the type). udev's escapes in labels (`\x20`) must be
+//!   written as udev writes them.
+//! - `bootcmd` and `runcmd` run on every boot (each console start for
+//!   `runcmd`), not once per instance. `bootcmd` runs in the service's
+//!   filesystem; `nsenter -t 1 -m` reaches the host's.
 //! - Encoding `gz`/`gzip` without base64 needs the gzip bytes in a YAML
 //!   string, which only holds valid UTF-8; use `gz+b64` in practice.
-//! - `runcmd` runs every time the console starts, not once per instance,
-//!   and always in the real filesystem: `--root` moves only the config read
-//!   and the files written.
+//! - `runcmd` runs always in the real filesystem: `--root` moves only the
+//!   config read and the files written.
 //! - Paths are joined under the root without resolving symlinks in it; on
 //!   a running system the root is `/`, where that makes no difference.
 

@@ -188,15 +188,24 @@ fn prop(o: &mut Options, flags: MsFlags) -> (MsFlags, MsFlags) {
     (MsFlags::empty(), MsFlags::empty())
 }
 
-/// Where a `LABEL=`/`UUID=` device is looked up: udev's /dev/disk.
+/// Device tags and the /dev/disk directory udev lists them in.
+const TAGS: [(&str, &str); 4] = [
+    ("LABEL=", "by-label"),
+    ("UUID=", "by-uuid"),
+    ("PARTUUID=", "by-partuuid"),
+    ("PARTLABEL=", "by-partlabel"),
+];
+
+fn is_tag(device: &str) -> bool {
+    TAGS.iter().any(|(prefix, _)| device.starts_with(prefix))
+}
+
+/// The real path of a device: a tag (`LABEL=x`, `UUID=x`, `PARTUUID=x`,
+/// `PARTLABEL=x`) through udev's links under `dev_disk`, a path with its
+/// symlinks resolved (so it reads as /proc/thread-self/mountinfo and
+/// /proc/swaps show it).
 pub fn resolve_device(device: &str, dev_disk: &Path) -> Result<PathBuf> {
-    let tagged = [
-        ("LABEL=", "by-label"),
-        ("UUID=", "by-uuid"),
-        ("PARTUUID=", "by-partuuid"),
-        ("PARTLABEL=", "by-partlabel"),
-    ];
-    for (prefix, dir) in tagged {
+    for (prefix, dir) in TAGS {
         if let Some(value) = device.strip_prefix(prefix) {
             let value = value.trim_matches('"');
             if value.is_empty() || value.contains('/') {
@@ -268,7 +277,7 @@ pub fn apply(entry: &Entry, dev_disk: &Path) -> Result<Done> {
     if fstype == "swap" {
         return swap_on(entry, dev_disk);
     }
-    if matches!(fstype, "nfs" | "nfs4") || fstype.starts_with("nfs") {
+    if fstype.starts_with("nfs") {
         return Err(Error::NotSupported(format!("{fstype} mounts")));
     }
     if entry.target.is_empty() || !entry.target.starts_with('/') {
@@ -279,14 +288,14 @@ pub fn apply(entry: &Entry, dev_disk: &Path) -> Result<Done> {
     }
     // A source that names a file (a device, a directory to bind) must exist;
     // anything else (tmpfs, proc, none) is the kernel's to read.
-    let source: String =
-        if opts.is_bind() || entry.device.contains('=') || entry.device.starts_with('/') {
-            resolve_device(&entry.device, dev_disk)?
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            entry.device.clone()
-        };
+    let source: String = if opts.is_bind() || is_tag(&entry.device) || entry.device.starts_with('/')
+    {
+        resolve_device(&entry.device, dev_disk)?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        entry.device.clone()
+    };
     let target = Path::new(&entry.target);
     if !target.exists() {
         std::fs::create_dir_all(target).map_err(|e| Error::Io {
