@@ -280,7 +280,7 @@ pub fn apply(entry: &Entry, dev_disk: &Path) -> Result<Done> {
     if fstype.starts_with("nfs") {
         return Err(Error::NotSupported(format!("{fstype} mounts")));
     }
-    if entry.target.is_empty() || !entry.target.starts_with('/') {
+    if !entry.target.starts_with('/') {
         return Err(Error::MountEntry(format!(
             "the mount point {:?} is not an absolute path",
             entry.target
@@ -313,7 +313,11 @@ pub fn apply(entry: &Entry, dev_disk: &Path) -> Result<Done> {
         return Ok(Done::AlreadyMounted);
     }
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
-    let used = if opts.is_bind() {
+    let used = if opts.is_bind() && opts.is_remount() {
+        // `bind,remount,ro`: new flags for an existing bind mount.
+        sys_mount(None, &target, None, opts.flags, None, "bind")?;
+        "bind".to_owned()
+    } else if opts.is_bind() {
         let bind = opts.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
         sys_mount(Some(&source), &target, None, bind, None, "bind")?;
         // The kernel ignores other flags on a bind; mount(8) applies them

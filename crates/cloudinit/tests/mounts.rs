@@ -143,7 +143,7 @@ fn mounts_land_in_the_given_namespace_once() {
     let dev_disk = base.join("dev-disk");
     std::fs::create_dir_all(dev_disk.join("by-label")).unwrap();
     let mut text = format!(
-        "mounts:\n  - [tmpfs, {b}/t/deep/er, tmpfs, 'size=1m,mode=0700,nosuid']\n  - [{b}/src, {b}/b, '', 'bind,ro']\n"
+        "mounts:\n  - [tmpfs, {b}/t/deep/er, tmpfs, 'size=1m,mode=0700,nosuid']\n  - [{b}/src, {b}/b, '', 'bind,ro']\n  - [{b}/src, {b}/c, none, bind]\n  - [{b}/src, {b}/c, none, 'bind,remount,ro,nosuid']\n"
     );
     match &lo {
         Some((lo, auto)) => {
@@ -177,6 +177,14 @@ fn mounts_land_in_the_given_namespace_once() {
         on_b[0]
     );
     assert!(ns.ls(&base.join("b")).contains("marker"));
+    let on_c = ns.mounts_on(&base.join("c"));
+    assert_eq!(on_c.len(), 1, "{on_c:?}");
+    let c_opts = on_c[0].split(' ').nth(5).unwrap();
+    assert!(
+        c_opts.starts_with("ro,nosuid"),
+        "remounted read-only: {}",
+        on_c[0]
+    );
     if lo.is_some() {
         let on_e = ns.mounts_on(&base.join("e"));
         assert_eq!(on_e.len(), 1, "{on_e:?}");
@@ -203,6 +211,7 @@ fn mounts_land_in_the_given_namespace_once() {
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(ns.mounts_on(&t).len(), 1);
     assert_eq!(ns.mounts_on(&base.join("b")).len(), 1);
+    assert_eq!(ns.mounts_on(&base.join("c")).len(), 1);
     if lo.is_some() {
         assert_eq!(ns.mounts_on(&base.join("e")).len(), 1);
         assert_eq!(ns.mounts_on(&base.join("auto")).len(), 1);
