@@ -159,6 +159,17 @@ pub fn pre_console(config: &Config, host: &Host) -> Vec<Failure> {
 /// Every `mounts` entry, from one thread inside the mount namespace.
 fn apply_mounts(entries: &[Value], host: &Host, fail: &mut dyn FnMut(String)) {
     let dev_disk = host.dev_disk.as_path();
+    if let Some(ns) = &host.mount_ns {
+        // Without the host's PID namespace, PID 1 is this very process:
+        // the mounts would vanish with the service.
+        let ours = std::fs::read_link("/proc/thread-self/ns/mnt");
+        if ours.is_ok() && std::fs::read_link(ns).ok() == ours.ok() {
+            tracing::warn!(
+                "mounts: {} is this process's own mount namespace; if this runs in a container, its mounts stay there (does the service have pid: host?)",
+                ns.display()
+            );
+        }
+    }
     let outcome = mounts::in_namespace(host.mount_ns.as_deref(), || {
         entries
             .iter()
