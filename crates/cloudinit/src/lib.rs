@@ -204,10 +204,7 @@ fn apply_mounts(entries: &[Value], host: &Host, fail: &mut dyn FnMut(String)) {
                 }
             }
         }
-        Err(e) => fail(format!(
-            "mounts: {e} ({} entries not applied)",
-            entries.len()
-        )),
+        Err(e) => fail(format!("mounts: {e} (no entry applied)")),
     }
 }
 
