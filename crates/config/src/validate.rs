@@ -269,8 +269,8 @@ pub const SCHEMA: Node = Node::Map(&[
         Status::Implemented,
     ),
     done("runcmd"),
-    leaf("bootcmd"),
-    leaf("mounts"),
+    done("bootcmd"),
+    done("mounts"),
     // A section, not a behaviour: its keys are noted one by one.
     f("rancher", Node::Map(RANCHER), Status::Implemented),
 ]);
@@ -527,12 +527,11 @@ mod tests {
     #[test]
     fn unimplemented_keys_are_named_once_at_their_top() {
         let got = findings(
-            "hostname: h\nbootcmd: [true]\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n    pre_cmds: [true]\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
+            "hostname: h\nrancher:\n  network:\n    dns: {nameservers: [8.8.8.8]}\n    pre_cmds: [true]\n  password: x\n  state: {dev: /dev/vdb, mdadm_scan: true}\n",
         );
         assert_eq!(
             got,
             [
-                "note: bootcmd: accepted, but not implemented yet: it has no effect",
                 "note: rancher.network.pre_cmds: accepted, but not implemented yet: it has no effect",
                 "note: rancher.password: read from the kernel command line only: it has no effect in a file",
                 "note: rancher.state.mdadm_scan: accepted, but not implemented yet: it has no effect",
