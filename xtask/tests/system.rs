@@ -697,3 +697,172 @@ fn cloud_config_keys_take_effect_at_boot() {
     assert_eq!(vm.ok("sysctl", "cat /proc/sys/vm/swappiness").trim(), "13");
     vm.ok("rancher.modules", "grep -q '^dummy ' /proc/modules");
 }
+
+/// `rancher.docker` options, `rancher.environment` and the proxy keys of
+/// `rancher.network` reach User Docker: what `docker info` reports and the
+/// environment of the running dockerd.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn docker_options_environment_and_proxy_reach_user_docker() {
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk: None,
+    };
+    // The proxy and registries are never contacted (nothing is pulled).
+    let vm = Vm::start_with(
+        &boot,
+        "hostname: docker-opts\n\
+         rancher:\n\
+         \x20 network:\n\
+         \x20   http_proxy: http://proxy.e2e.invalid:3128\n\
+         \x20   no_proxy: localhost,127.0.0.1\n\
+         \x20 environment:\n\
+         \x20   E2E_GREETING: from-rancher-environment\n\
+         \x20 docker:\n\
+         \x20   registry_mirror: http://mirror.e2e.invalid:5000\n\
+         \x20   insecure_registry: [registry.e2e.invalid:5000]\n\
+         \x20   extra_args: [--label, oxos.e2e=extra-args]\n\
+         \x20   environment: [E2E_GREETING]\n",
+    );
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    vm.eventually(
+        "docker",
+        "docker version >/dev/null",
+        Duration::from_secs(300),
+    );
+    let info = vm.ok(
+        "docker info",
+        "docker info --format '{{json .RegistryConfig.Mirrors}} {{.HTTPProxy}} {{json .Labels}}' \
+         && docker info 2>/dev/null | grep -A3 'Insecure Registries'",
+    );
+    for wanted in [
+        "http://mirror.e2e.invalid:5000/",
+        "http://proxy.e2e.invalid:3128",
+        "oxos.e2e=extra-args",
+        "registry.e2e.invalid:5000",
+    ] {
+        assert!(info.contains(wanted), "docker info lacks {wanted}:\n{info}");
+    }
+    let environ = vm.ok(
+        "dockerd's environment",
+        "sudo cat /proc/$(pidof dockerd)/environ | tr '\\0' '\\n'",
+    );
+    for wanted in [
+        "HTTP_PROXY=http://proxy.e2e.invalid:3128",
+        "NO_PROXY=localhost,127.0.0.1",
+        "E2E_GREETING=from-rancher-environment",
+    ] {
+        assert!(
+            environ.lines().any(|l| l == wanted),
+            "dockerd's environment lacks {wanted}:\n{environ}"
+        );
+    }
+}
+
+/// A disk with an ext4 partition (label E2EDATA, holding a file) and a
+/// swap partition, as a user would bring one.
+fn data_and_swap_disk(dir: &Path) -> PathBuf {
+    const MIB: u64 = 1 << 20;
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("cannot run a host tool");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let content = dir.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), "hello from a mounted disk\n").unwrap();
+    let ext4 = dir.join("data.ext4");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "E2EDATA", "-d"])
+        .arg(&content)
+        .arg(&ext4)
+        .arg("16M"));
+    let swap = dir.join("swap.img");
+    std::fs::File::create(&swap)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    run(Command::new("mkswap").arg("-q").arg(&swap));
+    // MBR: partition 1 (1-17 MiB) ext4, partition 2 (17-49 MiB) swap.
+    let disk = dir.join("data-disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(50 * MIB)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sfdisk (fdisk) is needed");
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"label: dos\nstart=1MiB, size=16MiB, type=83\nstart=17MiB, size=32MiB, type=82\n",
+        )
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
+    for (part, at) in [(&ext4, 1), (&swap, 17)] {
+        run(Command::new("dd")
+            .arg(format!("if={}", part.display()))
+            .arg(format!("of={}", disk.display()))
+            .args([
+                "bs=1M",
+                &format!("seek={at}"),
+                "conv=notrunc",
+                "status=none",
+            ]));
+    }
+    disk
+}
+
+/// `bootcmd` runs (string and list forms, in order) before the console, and
+/// `mounts` mounts a disk by label and turns swap on, in the host's view.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn bootcmd_and_mounts_with_swap() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = data_and_swap_disk(work.path());
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk: Some(&disk),
+    };
+    let vm = Vm::start_with(
+        &boot,
+        "hostname: mounts\n\
+         bootcmd:\n\
+         \x20 - echo first > /var/lib/rancher/bootcmd-ran\n\
+         \x20 - [sh, -c, 'echo second >> /var/lib/rancher/bootcmd-ran']\n\
+         mounts:\n\
+         \x20 - [LABEL=E2EDATA, /mnt/data, ext4, ro]\n\
+         \x20 - [/dev/vda2, none, swap, sw]\n",
+    );
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    assert_eq!(
+        vm.ok("bootcmd", "sudo cat /var/lib/rancher/bootcmd-ran"),
+        "first\nsecond\n"
+    );
+    assert_eq!(
+        vm.ok("mounted file", "cat /mnt/data/hello.txt"),
+        "hello from a mounted disk\n"
+    );
+    let mounts = vm.ok("mount options", "sudo grep ' /mnt/data ' /proc/1/mountinfo");
+    assert!(
+        mounts.contains(" ro,") || mounts.contains(" ro "),
+        "not read-only: {mounts}"
+    );
+    let swaps = vm.ok("swap", "cat /proc/swaps");
+    assert!(
+        swaps.contains("/dev/vda2"),
+        "no swap on /dev/vda2:\n{swaps}"
+    );
+}
