@@ -376,8 +376,14 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
     Ok(false)
 }
 
+/// The initrd's `ros` (stage 1 runs it as /init). The system image ships
+/// an empty /usr/bin/ros in its place, and this file is bound over it: one
+/// copy of ros on the boot medium instead of two (5 MB of the ISO).
+const INITRD_ROS: &str = "/init";
+
 /// Deletes the initrd's files (not crossing into mounts), as switch_root
-/// does, so that their memory is freed.
+/// does, so that their memory is freed; [`INITRD_ROS`] is kept, as the
+/// system's /usr/bin/ros.
 fn free_initramfs(dir: &Path, root_dev: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -393,7 +399,7 @@ fn free_initramfs(dir: &Path, root_dev: u64) {
         if meta.is_dir() {
             free_initramfs(&path, root_dev);
             let _ = std::fs::remove_dir(&path);
-        } else {
+        } else if path != Path::new(INITRD_ROS) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -436,6 +442,37 @@ fn switch_root(new_root: &Path, keep: &[(&Path, &str)]) -> Result<(), Error> {
         what: "enter /".into(),
         source,
     })
+}
+
+/// Binds the initrd's ros over the system image's empty `usr/bin/ros`
+/// (read-only). A system image that holds ros itself keeps it.
+///
+/// The cost: ros's 15 MB stay in memory (the initrd's file is not freed),
+/// where a copy in the system image would be paged in from the squashfs
+/// as needed; the gain is a boot medium 5 MB smaller, and ros's pages never
+/// decompressed again.
+fn bind_ros(usr: &Path) -> Result<(), Error> {
+    let target = usr.join("bin/ros");
+    let empty = std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if !empty {
+        return Ok(());
+    }
+    mount(
+        Some(INITRD_ROS),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io(format!("bind {INITRD_ROS} as {}", target.display())))?;
+    let _ = mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    );
+    Ok(())
 }
 
 /// Stage 1. Ends by executing stage 2; returns only on failure.
@@ -496,6 +533,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         None::<&str>,
     );
+    bind_ros(&usr)?;
     if !persistent {
         std::fs::write(root.join(".oxos-ephemeral"), "state is in memory\n").ok();
     }
