@@ -141,22 +141,13 @@ enum Command {
 /// `ros service ARGS...` (`ARGS[0]` is the command's name); returns the exit
 /// code: 0 done, 1 failed (a service failed), 2 bad usage.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match service_cli::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match service_cli::runtime("ros service") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ros service: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(execute(cli)) {
         Ok(code) => code,

@@ -38,12 +38,9 @@ struct Cli {
 /// code: 0 after SIGTERM (or after the setup with `--setup-only`), 1 on an
 /// error, 2 on bad usage.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match service_cli::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
+        Err(code) => return code,
     };
     init_logging();
     match run(cli) {

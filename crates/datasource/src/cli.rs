@@ -54,22 +54,13 @@ pub fn configured(merged: &config::Config) -> Vec<String> {
 /// `ros cloud-init-save ARGS...`; returns the exit code: 0 saved or nothing
 /// to save, 1 failed, 2 bad usage.
 pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match service_cli::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match service_cli::runtime("ros cloud-init-save") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ros cloud-init-save: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => 0,
