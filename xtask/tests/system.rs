@@ -96,7 +96,34 @@ impl Vm {
             boots: 0,
         };
         vm.boot(boot);
+        // QEMU itself may crash under TCG on a loaded host before any of
+        // OxOS's code runs (a QEMU segfault during the kernel's PCI
+        // enumeration was seen once). Then, and only then, boot again once.
+        if !vm.reaches_stage1(Duration::from_secs(300)) {
+            eprintln!(
+                "e2e: QEMU exited before ros started (stage 1), booting again; its serial console:\n{}",
+                vm.tail()
+            );
+            vm.boot(boot);
+        }
         vm
+    }
+
+    /// Whether ros's stage 1 starts on this boot's console; false only when
+    /// QEMU exits before it does (a timeout counts as true, for the next
+    /// step to fail on).
+    fn reaches_stage1(&self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.serial().contains("starting on Linux") {
+                return true;
+            }
+            if !self.running() {
+                return self.serial().contains("starting on Linux");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        true
     }
 
     /// Starts QEMU (again) with the same key and config drive.
