@@ -105,24 +105,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("ros netconf: {}", chain(&e));
+            eprintln!("ros netconf: {}", service_cli::error_chain(&e));
             1
         }
     }
-}
-
-/// The error and its causes, each said once: the crate's messages already
-/// end with their cause ("failed to write X: permission denied").
-fn chain(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {

@@ -11,7 +11,9 @@
 //!   (default `info`), without timestamps (the engine that keeps a
 //!   service's log stamps each line) and with colours only on a terminal;
 //! - [`runtime`]: a current-thread tokio runtime, or the error message and
-//!   exit code 1.
+//!   exit code 1;
+//! - [`error_chain`]: an error and its causes on one line, for the command's
+//!   last words.
 
 use std::ffi::OsString;
 
@@ -58,6 +60,21 @@ pub fn runtime(command: &str) -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
+/// The error and its causes on one line, each said once: messages that
+/// already end with their cause ("failed to read X: permission denied")
+/// are not followed by it again.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +96,18 @@ mod tests {
         assert_eq!(parse::<Cli>(args(&["x", "--help"])).unwrap_err(), 0);
         assert_eq!(parse::<Cli>(args(&["x", "--bogus"])).unwrap_err(), 2);
         assert_eq!(parse::<Cli>(args(&["x"])).unwrap_err(), 2);
+    }
+
+    #[test]
+    fn error_chains_say_each_cause_once() {
+        let io = std::io::Error::other("permission denied");
+        let e = anyhow::Error::new(io).context("failed to read /x");
+        assert_eq!(error_chain(&e), "failed to read /x: permission denied");
+        let said = anyhow::anyhow!("failed to read /x: permission denied").context("config");
+        assert_eq!(
+            error_chain(&said),
+            "config: failed to read /x: permission denied"
+        );
     }
 
     #[test]

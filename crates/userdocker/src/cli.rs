@@ -77,24 +77,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match run(&cli, &mut std::io::stdout().lock()) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("ros docker-init: {}", chain(&e));
+            eprintln!("ros docker-init: {}", service_cli::error_chain(&e));
             1
         }
     }
-}
-
-/// The error and its causes, each said once: the crate's messages already
-/// end with their cause ("failed to read X: permission denied").
-fn chain(e: &anyhow::Error) -> String {
-    let mut text = e.to_string();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
 }
 
 fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -241,7 +227,7 @@ GREETING='hello world'
             "/var/lib/rancher/conf/cloud-config.yml",
             "rancher: {docker: {tls: true}}\n",
         );
-        let err = chain(&dry_run(root, &[]).unwrap_err());
+        let err = service_cli::error_chain(&dry_run(root, &[]).unwrap_err());
         assert!(
             err.starts_with("rancher.docker.tls is not supported yet"),
             "{err}"
@@ -251,7 +237,7 @@ GREETING='hello world'
             "/var/lib/rancher/conf/cloud-config.yml",
             "rancher: {docker: {storage_driver: {a: b}}}\n",
         );
-        let err = chain(&dry_run(root, &[]).unwrap_err());
+        let err = service_cli::error_chain(&dry_run(root, &[]).unwrap_err());
         assert_eq!(
             err,
             "rancher.docker.storage_driver: expected a string, found a mapping"
@@ -262,7 +248,7 @@ GREETING='hello world'
             "rancher: {docker: {debug: true}}\n",
         );
         write(root, "/var/lib/rancher/conf/docker", "DOCKER_OPTS=\"$X\"\n");
-        let err = chain(&dry_run(root, &[]).unwrap_err());
+        let err = service_cli::error_chain(&dry_run(root, &[]).unwrap_err());
         assert!(
             err.contains("/var/lib/rancher/conf/docker:1: variables"),
             "{err}"
@@ -281,7 +267,7 @@ GREETING='hello world'
             missing.to_str().unwrap(),
         ])
         .unwrap();
-        let err = chain(&run(&cli, &mut Vec::new()).unwrap_err());
+        let err = service_cli::error_chain(&run(&cli, &mut Vec::new()).unwrap_err());
         assert!(
             err.starts_with(&format!("failed to run {}: ", missing.display())),
             "{err}"
