@@ -682,19 +682,27 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     }
 }
 
+/// The ISO booted with 1024 MB, `cloud_config` (YAML appended to the
+/// config drive's user-data) and `extra_disk`, up and answering SSH.
+fn iso_up_with(cloud_config: &str, extra_disk: Option<&Path>) -> Vm {
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk,
+    };
+    let vm = Vm::start_with(&boot, cloud_config);
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    vm
+}
+
 /// Cloud-config keys applied at boot, each checked as a user would: the
 /// host name, a file from write_files (content, mode, owner), a runcmd
 /// command, a sysctl value, and a module from rancher.modules.
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn cloud_config_keys_take_effect_at_boot() {
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk: None,
-    };
-    let vm = Vm::start_with(
-        &boot,
+    let vm = iso_up_with(
         "hostname: cc-host\n\
          write_files:\n\
          \x20 - path: /etc/oxos-e2e/greeting\n\
@@ -707,9 +715,8 @@ fn cloud_config_keys_take_effect_at_boot() {
          \x20 sysctl:\n\
          \x20   vm.swappiness: 13\n\
          \x20 modules: [dummy]\n",
+        None,
     );
-    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
-    vm.eventually("ssh", "true", Duration::from_secs(240));
     assert_eq!(vm.ok("hostname", "hostname").trim(), "cc-host");
     let file = vm.ok(
         "write_files",
@@ -731,14 +738,8 @@ fn cloud_config_keys_take_effect_at_boot() {
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn docker_options_environment_and_proxy_reach_user_docker() {
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk: None,
-    };
     // The proxy and registries are never contacted (nothing is pulled).
-    let vm = Vm::start_with(
-        &boot,
+    let vm = iso_up_with(
         "hostname: docker-opts\n\
          rancher:\n\
          \x20 network:\n\
@@ -751,9 +752,8 @@ fn docker_options_environment_and_proxy_reach_user_docker() {
          \x20   insecure_registry: [registry.e2e.invalid:5000]\n\
          \x20   extra_args: [--label, oxos.e2e=extra-args]\n\
          \x20   environment: [E2E_GREETING]\n",
+        None,
     );
-    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
-    vm.eventually("ssh", "true", Duration::from_secs(240));
     vm.eventually(
         "docker",
         "docker version >/dev/null",
@@ -857,13 +857,7 @@ fn data_and_swap_disk(dir: &Path) -> PathBuf {
 fn bootcmd_and_mounts_with_swap() {
     let work = tempfile::tempdir().unwrap();
     let disk = data_and_swap_disk(work.path());
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk: Some(&disk),
-    };
-    let vm = Vm::start_with(
-        &boot,
+    let vm = iso_up_with(
         "hostname: mounts\n\
          bootcmd:\n\
          \x20 - echo first > /var/lib/rancher/bootcmd-ran\n\
@@ -871,9 +865,8 @@ fn bootcmd_and_mounts_with_swap() {
          mounts:\n\
          \x20 - [LABEL=E2EDATA, /mnt/data, ext4, ro]\n\
          \x20 - [/dev/vda2, none, swap, sw]\n",
+        Some(&disk),
     );
-    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
-    vm.eventually("ssh", "true", Duration::from_secs(240));
     assert_eq!(
         vm.ok("bootcmd", "sudo cat /var/lib/rancher/bootcmd-ran"),
         "first\nsecond\n"
