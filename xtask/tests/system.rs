@@ -886,3 +886,57 @@ fn bootcmd_and_mounts_with_swap() {
         "no swap on /dev/vda2:\n{swaps}"
     );
 }
+
+/// A cloud-config file with a YAML error does not take the others down: it
+/// is named with its line in `ros config validate` and `ros config get`, and
+/// on the console at the next boot, which comes up with the other layers
+/// (the user-data's host name and SSH key).
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
+    let work = tempfile::tempdir().unwrap();
+    let overlay = common::disk_overlay(work.path());
+    let boot = Boot {
+        medium: vec![
+            "--disk".into(),
+            "--disk-image".into(),
+            overlay.display().to_string(),
+        ],
+        mem: 1024,
+        extra_disk: None,
+    };
+    let mut vm = Vm::start_with(&boot, "hostname: layered\n");
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+    let broken = "/var/lib/rancher/conf/cloud-config.d/broken.yml";
+    vm.ok(
+        "broken file",
+        &format!("printf 'rancher:\\n  sysctl: [oops\\n' | sudo tee {broken} >/dev/null"),
+    );
+    let position = regex::Regex::new(r"broken\.yml:\d+:\d+: ").unwrap();
+    let validate = vm.ssh(&format!("sudo ros config validate -i {broken}"));
+    let said = String::from_utf8_lossy(&validate.stdout).into_owned()
+        + &String::from_utf8_lossy(&validate.stderr);
+    assert!(!validate.status.success(), "validate accepted it: {said}");
+    assert!(position.is_match(&said), "no file:line:column: {said}");
+    let get = vm.ssh("sudo ros config get hostname");
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "layered");
+    let warning = String::from_utf8_lossy(&get.stderr);
+    assert!(
+        position.is_match(&warning) && warning.contains("left out"),
+        "ros config get does not name the file: {warning}"
+    );
+
+    let _ = vm.ssh("sudo reboot");
+    vm.wait_exit("reboot", Duration::from_secs(180));
+    vm.boot(&boot);
+    vm.wait_serial("second boot", "OxOS is up", BOOT_TIMEOUT);
+    assert!(
+        position.is_match(&vm.serial()) && vm.serial().contains("this file is left out"),
+        "the console does not name the broken file:\n{}",
+        vm.tail()
+    );
+    vm.eventually("ssh again", "true", Duration::from_secs(600));
+    assert_eq!(vm.ok("hostname", "hostname").trim(), "layered");
+    wait_services_up(&vm, "services with a broken file");
+}

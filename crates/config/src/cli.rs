@@ -198,7 +198,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<()> {
     let root = Root::new(cli.root);
     match cli.command {
         Command::Get { key } => {
-            let merged = layers::load(&root)?;
+            let merged = merged_warning_about_broken(&root, Selection::ALL, io)?;
             if let Some(finding) = validate::check_key(&key) {
                 let _ = writeln!(io.stderr, "ros config: {finding}");
             }
@@ -235,7 +235,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<()> {
                     cmdline: false,
                 }
             };
-            let mut config = layers::merge_layers(&layers::read_layers(&root, which)?);
+            let mut config = merged_warning_about_broken(&root, which, io)?;
             if !private {
                 for key in PRIVATE_KEYS {
                     let parts: Vec<&str> = key.split('.').collect();
@@ -264,7 +264,7 @@ fn execute(cli: Cli, io: &mut Io<'_>) -> Result<()> {
             Ok(())
         }
         Command::Images => {
-            let merged = layers::load(&root)?;
+            let merged = merged_warning_about_broken(&root, Selection::ALL, io)?;
             for image in service_images(&merged) {
                 writeln!(io.stdout, "{image}").map_err(Error::Stdout)?;
             }
@@ -300,6 +300,19 @@ fn render(value: &Value) -> Result<String> {
         Value::String(s) => format!("{s}\n"),
         other => serde_norway::to_string(other).map_err(|e| Error::Serialize(e.to_string()))?,
     })
+}
+
+/// The merged config of the `which` layers; each layer left out because it
+/// is not a valid cloud-config is named on standard error.
+fn merged_warning_about_broken(root: &Root, which: Selection, io: &mut Io<'_>) -> Result<Config> {
+    let (layers, broken) = layers::read_layers_reporting(root, which)?;
+    for error in &broken {
+        let _ = writeln!(
+            io.stderr,
+            "ros config: warning: {error}; this file is left out (ros config validate -i FILE)"
+        );
+    }
+    Ok(layers::merge_layers(&layers))
 }
 
 fn read_input(input: Option<&Path>, io: &mut Io<'_>) -> Result<(String, PathBuf)> {

@@ -140,8 +140,33 @@ impl Selection {
     };
 }
 
-/// Reads every existing layer, in merge order.
+/// Reads every existing layer, in merge order. A layer that is not a valid
+/// cloud-config is left out and logged (file, line, column): see
+/// [`read_layers_reporting`].
 pub fn read_layers(root: &Root, which: Selection) -> Result<Vec<Layer>> {
+    let (layers, broken) = read_layers_reporting(root, which)?;
+    for error in &broken {
+        tracing::error!("config: {error}; this file is left out");
+    }
+    Ok(layers)
+}
+
+/// Whether `error` is about what a layer's file says (its YAML), rather
+/// than about reading it.
+fn is_broken_document(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Syntax { .. } | Error::Parse { .. } | Error::TopLevelNotMapping { .. }
+    )
+}
+
+/// Reads every existing layer, in merge order, and lists apart the files
+/// that are not a valid cloud-config (each error names the file, and the
+/// line and column when the parser gives them). A mistake in one file must
+/// not take the others down: the machine boots with the remaining layers
+/// (as RancherOS did), and `ros config validate` shows the mistake. A file
+/// that exists but cannot be read is still an error.
+pub fn read_layers_reporting(root: &Root, which: Selection) -> Result<(Vec<Layer>, Vec<Error>)> {
     let mut paths = Vec::new();
     if which.os_defaults {
         paths.push(root.os_config());
@@ -150,13 +175,21 @@ pub fn read_layers(root: &Root, which: Selection) -> Result<Vec<Layer>> {
     paths.extend(cloud_config_d_files(root)?);
     paths.push(root.cloud_config());
     let mut layers = Vec::new();
-    for path in paths {
-        if let Some(config) = optional(&path)? {
-            layers.push(Layer {
+    let mut broken = Vec::new();
+    let mut read = |path: PathBuf, layers: &mut Vec<Layer>| -> Result<()> {
+        match optional(&path) {
+            Ok(Some(config)) => layers.push(Layer {
                 source: path,
                 config,
-            });
+            }),
+            Ok(None) => {}
+            Err(e) if is_broken_document(&e) => broken.push(e),
+            Err(e) => return Err(e),
         }
+        Ok(())
+    };
+    for path in paths {
+        read(path, &mut layers)?;
     }
     if which.cmdline {
         let proc_cmdline = root.proc_cmdline();
@@ -177,13 +210,7 @@ pub fn read_layers(root: &Root, which: Selection) -> Result<Vec<Layer>> {
                 config: parsed.kernel,
             });
         }
-        let init = root.cloud_config_d().join(INIT_YML);
-        if let Some(config) = optional(&init)? {
-            layers.push(Layer {
-                source: init,
-                config,
-            });
-        }
+        read(root.cloud_config_d().join(INIT_YML), &mut layers)?;
         if !parsed.after_dashes.is_empty() {
             layers.push(Layer {
                 source: proc_cmdline,
@@ -191,7 +218,7 @@ pub fn read_layers(root: &Root, which: Selection) -> Result<Vec<Layer>> {
             });
         }
     }
-    Ok(layers)
+    Ok((layers, broken))
 }
 
 /// Merges layers in order.
@@ -382,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_files_are_empty_layers_and_bad_ones_are_errors() {
+    fn missing_files_are_empty_layers_and_bad_ones_are_left_out_and_named() {
         let tmp = tempfile::tempdir().unwrap();
         let root = Root::new(tmp.path());
         assert!(load(&root).unwrap().is_empty());
@@ -391,8 +418,42 @@ mod tests {
             "/var/lib/rancher/conf/cloud-config.d/net.yml",
             "a: [\n",
         );
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.d/list.yml",
+            "- x\n",
+        );
+        write(
+            &root,
+            "/var/lib/rancher/conf/cloud-config.yml",
+            "hostname: kept\n",
+        );
+        // The other layers still count.
+        let merged = load(&root).unwrap();
+        assert_eq!(
+            merged.get("hostname").unwrap(),
+            Some(&serde_norway::Value::String("kept".into()))
+        );
+        let (layers, broken) = read_layers_reporting(&root, Selection::ALL).unwrap();
+        assert_eq!(layers.len(), 1);
+        let broken: Vec<String> = broken.iter().map(ToString::to_string).collect();
+        assert_eq!(broken.len(), 2, "{broken:?}");
+        assert!(broken[0].contains("cloud-config.d/list.yml"), "{broken:?}");
+        assert!(broken[0].contains("must be a mapping"), "{broken:?}");
+        assert!(
+            broken[1].contains("cloud-config.d/net.yml:2:"),
+            "{broken:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_layer_is_still_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        // A directory where the user's file should be cannot be read.
+        std::fs::create_dir_all(root.cloud_config()).unwrap();
         let err = load(&root).unwrap_err().to_string();
-        assert!(err.contains("cloud-config.d/net.yml:2:"), "{err}");
+        assert!(err.contains("failed to read"), "{err}");
     }
 
     #[test]
