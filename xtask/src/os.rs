@@ -218,9 +218,13 @@ pub struct RunArgs {
     /// Guest memory in MB.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
     pub mem: u32,
-    /// Forward 127.0.0.1:N on the host to port 22 of the guest.
+    /// Forward 127.0.0.1:N on the host to the guest's SSH port.
     #[arg(long, value_name = "N")]
     pub ssh_port: Option<u16>,
+    /// The guest's SSH port that --ssh-port forwards to: 22, or the
+    /// cloud-config's rancher.ssh.port.
+    #[arg(long, value_name = "N", default_value_t = 22)]
+    pub ssh_guest_port: u16,
     /// Run in the background with the serial console in a log file; print
     /// QEMU's pid and the log path.
     #[arg(long)]
@@ -1330,6 +1334,7 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
         image: image.clone(),
         mem_mb: args.mem,
         ssh_port: args.ssh_port,
+        ssh_guest_port: args.ssh_guest_port,
         config_drive,
         extra_disk: args.extra_disk.clone(),
         monitor: args.monitor.clone(),

@@ -35,6 +35,8 @@ struct Boot<'a> {
     medium: Vec<String>,
     mem: u32,
     extra_disk: Option<&'a Path>,
+    /// The guest's SSH port (22, or the cloud-config's rancher.ssh.port).
+    ssh_guest_port: u16,
 }
 
 /// One running machine. Dropping it kills QEMU.
@@ -138,6 +140,7 @@ impl Vm {
             .arg("--detach")
             .args(["--mem", &boot.mem.to_string()])
             .args(["--ssh-port", &self.port.to_string()])
+            .args(["--ssh-guest-port", &boot.ssh_guest_port.to_string()])
             .arg("--cloud-config")
             .arg(self.dir.path().join("user-data.yml"))
             .arg("--monitor")
@@ -395,8 +398,13 @@ impl Drop for Vm {
 /// The busybox image (from the host's static busybox) as `docker save`
 /// would write it, tagged busybox:latest.
 fn busybox_archive() -> Vec<u8> {
+    busybox_archive_tagged("busybox:latest")
+}
+
+/// The busybox image as `docker save` would write it, tagged `tag`.
+fn busybox_archive_tagged(tag: &str) -> Vec<u8> {
     testkit::DockerArchive::new()
-        .image(&testkit::TestImage::busybox(), &["busybox:latest"])
+        .image(&testkit::TestImage::busybox(), &[tag])
         .compression(testkit::Compression::Gzip)
         .build()
 }
@@ -485,6 +493,7 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
         ],
         mem: 1024,
         extra_disk: None,
+        ssh_guest_port: 22,
     };
     let mut vm = Vm::start(&boot);
     vm.wait_serial("boot", r"state: /dev/vda\d+ \(ext4\) mounted", BOOT_TIMEOUT);
@@ -630,6 +639,7 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
         medium: vec!["--iso".into()],
         mem: 512,
         extra_disk: Some(&empty),
+        ssh_guest_port: 22,
     };
     let vm = Vm::start(&boot);
     // 6. The empty disk (the first virtio disk) is formatted and used.
@@ -689,6 +699,7 @@ fn iso_up_with(cloud_config: &str, extra_disk: Option<&Path>) -> Vm {
         medium: vec!["--iso".into()],
         mem: 1024,
         extra_disk,
+        ssh_guest_port: 22,
     };
     let vm = Vm::start_with(&boot, cloud_config);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
@@ -904,6 +915,7 @@ fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
         ],
         mem: 1024,
         extra_disk: None,
+        ssh_guest_port: 22,
     };
     let mut vm = Vm::start_with(&boot, "hostname: layered\n");
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
@@ -939,4 +951,161 @@ fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
     vm.eventually("ssh again", "true", Duration::from_secs(600));
     assert_eq!(vm.ok("hostname", "hostname").trim(), "layered");
     wait_services_up(&vm, "services with a broken file");
+}
+
+/// `rancher.services` and `services_include`: a custom system service, a
+/// user-scope service (in User Docker), a service from an included file
+/// (written by bootcmd, found when the config is read again after
+/// cloud-init-execute); a service whose command fails is restarted with a
+/// growing back-off and one whose image is missing is tried again until the
+/// image is there, neither holding up the rest; `rancher.restart_services`
+/// restarts a service that was already running; `rancher.ssh.port` moves
+/// sshd.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn services_retries_restart_services_and_ssh_port() {
+    let version = env!("CARGO_PKG_VERSION");
+    let base = format!("oxos/os-base:{version}");
+    let cloud_config = format!(
+        "hostname: services-host\n\
+         bootcmd:\n\
+         \x20 - \"printf 'e2e-included:\\n  image: {base}\\n  command: [sleep, \\\"100000\\\"]\\n  labels: {{io.rancher.os.scope: system}}\\n' > /var/lib/rancher/conf/e2e-included.yml\"\n\
+         rancher:\n\
+         \x20 ssh: {{port: 2222}}\n\
+         \x20 restart_services: [syslog]\n\
+         \x20 services_include:\n\
+         \x20   /var/lib/rancher/conf/e2e-included.yml: true\n\
+         \x20 services:\n\
+         \x20   e2e-system:\n\
+         \x20     image: {base}\n\
+         \x20     command: [sh, -c, \"echo up > /var/log/e2e-system; exec sleep 100000\"]\n\
+         \x20     restart: always\n\
+         \x20     volumes: [\"/var/log:/var/log\"]\n\
+         \x20     labels: {{io.rancher.os.scope: system}}\n\
+         \x20   e2e-fails:\n\
+         \x20     image: {base}\n\
+         \x20     command: [sh, -c, \"echo attempt; echo attempt >> /var/log/e2e-fails; exit 3\"]\n\
+         \x20     restart: always\n\
+         \x20     volumes: [\"/var/log:/var/log\"]\n\
+         \x20     labels: {{io.rancher.os.scope: system}}\n\
+         \x20   e2e-late:\n\
+         \x20     image: e2e/late:1\n\
+         \x20     command: [sleep, \"100000\"]\n\
+         \x20     labels: {{io.rancher.os.scope: system}}\n\
+         \x20   e2e-user:\n\
+         \x20     image: busybox:latest\n\
+         \x20     command: [sleep, \"100000\"]\n\
+         \x20     restart: always\n"
+    );
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk: None,
+        ssh_guest_port: 2222,
+    };
+    let vm = Vm::start_with(&boot, &cloud_config);
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    // rancher.ssh.port: the forward goes to 2222 only, so SSH answering at
+    // all shows sshd listens there.
+    vm.eventually("ssh on port 2222", "true", Duration::from_secs(240));
+    let listening = vm.ok("sshd's port", "cat /proc/net/tcp /proc/net/tcp6");
+    assert!(
+        listening.contains(":08AE ") && !listening.contains(":0016 "),
+        "sshd does not listen on 2222 only:\n{listening}"
+    );
+
+    // The missing image and the user-scope service (User Docker has no
+    // image yet) failed, and the boot went on without them.
+    let serial = vm.serial();
+    let failed = serial
+        .lines()
+        .find(|l| l.contains("OxOS is up with failed services"))
+        .unwrap_or_else(|| vm.fail("boot", "no line names the failed services"));
+    assert!(failed.contains("e2e-late"), "{failed}");
+    wait_services_up(&vm, "default services");
+    vm.eventually(
+        "custom system service",
+        "sudo system-docker ps --format '{{.Names}}' | grep -qx e2e-system && grep -qx up /var/log/e2e-system",
+        Duration::from_secs(60),
+    );
+    vm.eventually(
+        "service from services_include",
+        "sudo system-docker ps --format '{{.Names}}' | grep -qx e2e-included",
+        Duration::from_secs(60),
+    );
+
+    // The failing command: restarted again and again, each wait longer.
+    vm.eventually(
+        "failing service restarted",
+        "test $(sudo system-docker inspect -f '{{.RestartCount}}' e2e-fails) -ge 3",
+        Duration::from_secs(120),
+    );
+    let logs = vm.ok("failing service's logs", "sudo ros service logs e2e-fails");
+    assert!(logs.matches("attempt").count() >= 3, "{logs}");
+    let id = vm
+        .ok(
+            "failing service's id",
+            "sudo system-docker inspect -f '{{.Id}}' e2e-fails",
+        )
+        .trim()
+        .to_string();
+    let delays: Vec<String> = vm
+        .serial()
+        .lines()
+        .filter(|l| l.contains(&id) && l.contains("restarting in "))
+        .filter_map(|l| l.split("restarting in ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        delays.len() >= 3 && delays[0] != delays[1] && delays[1] != delays[2],
+        "no growing back-off for e2e-fails: {delays:?}"
+    );
+
+    // rancher.restart_services: syslog ran before cloud-init-execute and
+    // was restarted after it.
+    assert!(
+        vm.serial()
+            .contains("Restarting syslog (rancher.restart_services)"),
+        "syslog was not restarted:\n{}",
+        vm.tail()
+    );
+    let times = vm.ok(
+        "syslog's start",
+        "sudo system-docker inspect -f '{{.State.StartedAt}}' syslog; \
+         sudo system-docker inspect -f '{{.State.FinishedAt}}' cloud-init-execute",
+    );
+    let times: Vec<&str> = times.lines().map(|t| &t[..19.min(t.len())]).collect();
+    assert!(
+        times.len() == 2 && times[0] >= times[1],
+        "syslog started before cloud-init-execute ended: {times:?}"
+    );
+
+    // Images arrive: both failed services come up by themselves.
+    vm.ok_with_input(
+        "image for e2e-late",
+        "sudo system-docker load",
+        &busybox_archive_tagged("e2e/late:1"),
+    );
+    vm.ok_with_input("image for e2e-user", "docker load", &busybox_archive());
+    vm.eventually(
+        "missing image, then there",
+        "sudo system-docker ps --format '{{.Names}}' | grep -qx e2e-late",
+        Duration::from_secs(420),
+    );
+    vm.eventually(
+        "user-scope service",
+        "docker ps --format '{{.Names}}' | grep -qx e2e-user",
+        Duration::from_secs(420),
+    );
+    let label = vm.ok(
+        "user-scope service's labels",
+        "docker inspect -f '{{index .Config.Labels \"io.docker.compose.service\"}}' e2e-user",
+    );
+    assert_eq!(label.trim(), "e2e-user");
+    assert!(
+        vm.serial().contains("e2e-late is up after a retry"),
+        "{}",
+        vm.tail()
+    );
 }

@@ -179,6 +179,8 @@ pub struct Loaded {
     /// Entries of `services_include` that could not be loaded, each with
     /// why; the rest of the project is still there.
     pub warnings: Vec<String>,
+    /// `rancher.restart_services`.
+    pub restart_services: Vec<String>,
 }
 
 /// The project and environment of the merged config under `root`: the
@@ -211,6 +213,7 @@ pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
         project,
         env,
         warnings,
+        restart_services: model.rancher.restart_services,
     })
 }
 
@@ -219,8 +222,7 @@ pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
 pub fn reloader(
     root: Root,
     warn: fn(&str),
-) -> impl FnMut() -> futures_util::future::BoxFuture<'static, Result<(Project, Environment), ComposeError>>
-{
+) -> impl FnMut() -> futures_util::future::BoxFuture<'static, Result<up::Reloaded, ComposeError>> {
     move || {
         let root = root.clone();
         Box::pin(async move {
@@ -228,7 +230,11 @@ pub fn reloader(
             for w in &loaded.warnings {
                 warn(w);
             }
-            Ok((loaded.project, loaded.env))
+            Ok(up::Reloaded {
+                project: loaded.project,
+                env: loaded.env,
+                restart: loaded.restart_services,
+            })
         })
     }
 }

@@ -16,8 +16,10 @@
 //! 4. waits for it to exit when it is `io.rancher.os.detach: "false"`, and
 //!    counts a non-zero exit as a failure;
 //! 5. after an `io.rancher.os.reloadconfig` service, asks the caller for the
-//!    project again (the service may have changed the config) and goes on
-//!    with the services not brought up yet.
+//!    project again (the service may have changed the config), restarts
+//!    the services of `rancher.restart_services` it has already started (so
+//!    they see what the new config brought), and goes on with the services
+//!    not brought up yet.
 //!
 //! A failing service is reported and the others still come up: one broken
 //! service must not hold up the rest of the system.
@@ -99,11 +101,21 @@ pub struct Context<'a> {
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
 
+/// What a reload gives [`up`]: the new project and environment, and the
+/// services to restart if they are up already (`rancher.restart_services`).
+#[derive(Debug, Clone, Default)]
+pub struct Reloaded {
+    /// The project of the config as it is now.
+    pub project: Project,
+    /// `rancher.environment` as it is now.
+    pub env: Environment,
+    /// Services to restart when this `up` has already started them.
+    pub restart: Vec<String>,
+}
+
 /// Asks for the project again after an `io.rancher.os.reloadconfig` service.
-pub type Reload<'a> = &'a mut dyn FnMut() -> futures_util::future::BoxFuture<
-    'static,
-    Result<(Project, Environment), ComposeError>,
->;
+pub type Reload<'a> =
+    &'a mut dyn FnMut() -> futures_util::future::BoxFuture<'static, Result<Reloaded, ComposeError>>;
 
 /// The services to act on: `names` and everything they depend on, in start
 /// order; all services when `names` is empty. Unknown names are an error.
@@ -164,10 +176,11 @@ pub async fn up(
         if reloads {
             if let Some(reload) = reload.as_mut() {
                 match reload().await {
-                    Ok((new_project, new_env)) => {
+                    Ok(reloaded) => {
                         (ctx.progress)("Reloading the configuration");
-                        project = new_project;
-                        env = new_env;
+                        project = reloaded.project;
+                        env = reloaded.env;
+                        restart_started(ctx, &project, &done, &reloaded.restart).await;
                         // The same selection in the new project, minus what is done.
                         let wanted = if names.is_empty() {
                             Vec::new()
@@ -191,6 +204,28 @@ pub async fn up(
         }
     }
     Ok(done)
+}
+
+/// Restarts each service of `names` that `done` shows started and running
+/// (a one-shot that completed, a volume container or a failure is left
+/// alone; a service not started yet will start with the new config anyway).
+async fn restart_started(ctx: &Context<'_>, project: &Project, done: &[Step], names: &[String]) {
+    for name in names {
+        let started = done.iter().any(|s| {
+            &s.service == name && matches!(s.outcome, Outcome::Running | Outcome::UpToDate)
+        });
+        let Some(service) = project.get(name).filter(|_| started) else {
+            continue;
+        };
+        if service.create_only() {
+            continue;
+        }
+        (ctx.progress)(&format!("Restarting {name} (rancher.restart_services)"));
+        if let Err(e) = act_one(ctx, name, service, Action::Restart(Duration::from_secs(10))).await
+        {
+            (ctx.progress)(&format!("cannot restart {name}: {e}"));
+        }
+    }
 }
 
 fn engine_error(name: &str, e: impl std::fmt::Display) -> ComposeError {

@@ -334,11 +334,21 @@ async fn serve(started: Instant) -> Shutdown {
     });
 
     let engine = start_engine().await;
+    let mut failed = Vec::new();
     if let Some(engine) = &engine {
         preload_images(engine).await;
-        bring_up_services(started).await;
+        failed = bring_up_services(started).await;
     }
-    let how = wait_for_shutdown().await;
+    // Failed services are tried again until they are up, or until the
+    // machine shuts down.
+    let retries = async {
+        retry_failed_services(failed).await;
+        std::future::pending::<Shutdown>().await
+    };
+    let how = tokio::select! {
+        how = wait_for_shutdown() => how,
+        how = retries => how,
+    };
     tracing::info!("shutting down ({how:?}): stopping the system services");
     if let Some(engine) = engine {
         engine.stop_all(10).await;
@@ -441,8 +451,11 @@ async fn preload_images(engine: &Arc<engine::Engine>) {
     engine::memory::release();
 }
 
-/// Brings up the `os` project of the merged config.
-async fn bring_up_services(started: Instant) {
+/// Brings up the `os` project of the merged config. Services that fail
+/// (an image that is not there yet, a command the engine refuses, User
+/// Docker not answering yet) are tried again in the background, see
+/// [`retry_failed_services`]; the others do not wait for them.
+async fn bring_up_services(started: Instant) -> Vec<String> {
     let root = Root::default();
     let (project, env) = match compose::cli::load_project(&root).await {
         Ok(loaded) => {
@@ -453,27 +466,15 @@ async fn bring_up_services(started: Instant) {
         }
         Err(e) => {
             tracing::error!("services: {e}");
-            return;
+            return Vec::new();
         }
     };
     let progress = |line: &str| tracing::info!("{line}");
-    let ctx = compose::up::Context {
-        project: "os".into(),
-        engines: compose::up::Engines {
-            system: SOCKET.into(),
-            user: "/var/run/docker.sock".into(),
-        },
-        env,
-        progress: &progress,
-    };
+    let ctx = services_context(env, &progress);
     let mut reload = compose::cli::reloader(root, |w| tracing::warn!("services: {w}"));
     match compose::up::up(&ctx, &project, &[], Some(&mut reload)).await {
         Ok(steps) => {
-            let failed: Vec<&str> = steps
-                .iter()
-                .filter(|s| matches!(s.outcome, compose::up::Outcome::Failed(_)))
-                .map(|s| s.service.as_str())
-                .collect();
+            let failed = failed_services(&steps);
             if failed.is_empty() {
                 tracing::info!(
                     "OxOS is up: {} services in {:.1} s",
@@ -482,12 +483,102 @@ async fn bring_up_services(started: Instant) {
                 );
             } else {
                 tracing::warn!(
-                    "OxOS is up with failed services: {} (see ros service logs)",
+                    "OxOS is up with failed services: {} (see ros service logs); \
+                     they are tried again in the background",
                     failed.join(", ")
                 );
             }
+            failed
         }
-        Err(e) => tracing::error!("services: {e}"),
+        Err(e) => {
+            tracing::error!("services: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// How the `os` project is brought up by PID 1: both engines at their
+/// sockets, progress to the log.
+fn services_context<'a>(
+    env: compose::container::Environment,
+    progress: &'a (dyn Fn(&str) + Sync),
+) -> compose::up::Context<'a> {
+    compose::up::Context {
+        project: "os".into(),
+        engines: compose::up::Engines {
+            system: SOCKET.into(),
+            user: "/var/run/docker.sock".into(),
+        },
+        env,
+        progress,
+    }
+}
+
+/// The services whose step failed.
+fn failed_services(steps: &[compose::up::Step]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| matches!(s.outcome, compose::up::Outcome::Failed(_)))
+        .map(|s| s.service.clone())
+        .collect()
+}
+
+/// The first wait before a failed service is tried again; each failure
+/// doubles it, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between two tries of a failed service.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The wait after `previous`: doubled, at most [`RETRY_MAX`].
+fn next_retry(previous: Duration) -> Duration {
+    (previous * 2).min(RETRY_MAX)
+}
+
+/// Tries the `failed` services again, with a back-off, until each is up or
+/// no longer in the config. The config is read again before each try, so
+/// a fixed service definition (or an image loaded by hand, or User Docker
+/// coming up) is what makes the next try work. A service that keeps
+/// failing is tried every [`RETRY_MAX`] and logged each time; a failure
+/// never stops the others or the OS.
+async fn retry_failed_services(mut failed: Vec<String>) {
+    let mut wait = RETRY_FIRST;
+    while !failed.is_empty() {
+        tracing::info!(
+            "services: trying {} again in {} s",
+            failed.join(", "),
+            wait.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+        wait = next_retry(wait);
+        let loaded = match compose::cli::load_project(&Root::default()).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!("services: {e}");
+                continue;
+            }
+        };
+        failed.retain(|name| {
+            let known = loaded.project.get(name).is_some();
+            if !known {
+                tracing::info!("services: {name} is no longer in the config");
+            }
+            known
+        });
+        if failed.is_empty() {
+            break;
+        }
+        let progress = |line: &str| tracing::info!("{line}");
+        let ctx = services_context(loaded.env, &progress);
+        match compose::up::up(&ctx, &loaded.project, &failed, None).await {
+            Ok(steps) => {
+                let still = failed_services(&steps);
+                for name in failed.iter().filter(|n| !still.contains(n)) {
+                    tracing::info!("services: {name} is up after a retry");
+                }
+                failed = still;
+            }
+            Err(e) => tracing::error!("services: {e}"),
+        }
     }
 }
 
@@ -548,4 +639,36 @@ fn shutdown(how: Shutdown) -> ! {
     tracing::info!("{how:?} now");
     let err = nix::sys::reboot::reboot(mode);
     crate::halt_here(&format!("reboot(2) failed: {err:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_services_are_tried_again_ever_later_up_to_five_minutes() {
+        let mut wait = RETRY_FIRST;
+        let mut waits = vec![wait.as_secs()];
+        for _ in 0..8 {
+            wait = next_retry(wait);
+            waits.push(wait.as_secs());
+        }
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn only_failed_steps_are_tried_again() {
+        use compose::up::{Outcome, Step};
+        let step = |service: &str, outcome| Step {
+            service: service.into(),
+            outcome,
+        };
+        let steps = [
+            step("network", Outcome::Running),
+            step("late", Outcome::Failed("no such image".into())),
+            step("volumes", Outcome::Created),
+            step("user", Outcome::Failed("User Docker is not up".into())),
+        ];
+        assert_eq!(failed_services(&steps), ["late", "user"]);
+    }
 }

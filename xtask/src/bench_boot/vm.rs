@@ -141,6 +141,7 @@ pub fn qemu_args(boot: &Boot, mem_mb: u32, port: u16, log: &Path) -> Vec<String>
         image: boot.disk.clone(),
         mem_mb,
         ssh_port: Some(port),
+        ssh_guest_port: 22,
         config_drive: boot.config_drive.clone(),
         extra_disk: None,
         monitor: None,

@@ -43,6 +43,8 @@ pub struct Machine {
     pub image: PathBuf,
     pub mem_mb: u32,
     pub ssh_port: Option<u16>,
+    /// The guest port `ssh_port` forwards to (22 unless rancher.ssh.port).
+    pub ssh_guest_port: u16,
     pub config_drive: Option<PathBuf>,
     /// A raw disk attached before the config drive.
     pub extra_disk: Option<PathBuf>,
@@ -62,7 +64,10 @@ pub fn args(m: &Machine) -> Vec<String> {
     push(&["-no-reboot"]);
     let mut nic = "user,restrict=on,model=virtio-net-pci".to_string();
     if let Some(port) = m.ssh_port {
-        nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+        nic.push_str(&format!(
+            ",hostfwd=tcp:127.0.0.1:{port}-:{}",
+            m.ssh_guest_port
+        ));
     }
     push(&["-nic", &nic]);
     match &m.serial {
@@ -242,6 +247,7 @@ mod tests {
             image: "dist/oxos.iso".into(),
             mem_mb: 1024,
             ssh_port: None,
+            ssh_guest_port: 22,
             config_drive: None,
             extra_disk: None,
             monitor: None,
@@ -276,6 +282,14 @@ mod tests {
         assert_eq!(
             value_after(&a, "-nic"),
             ["user,restrict=on,model=virtio-net-pci"]
+        );
+        // rancher.ssh.port moves sshd: the forward follows it.
+        let mut m = machine();
+        m.ssh_port = Some(2300);
+        m.ssh_guest_port = 2222;
+        assert_eq!(
+            value_after(&args(&m), "-nic"),
+            ["user,restrict=on,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2300-:2222"]
         );
     }
 
