@@ -201,12 +201,18 @@ pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
         .collect();
     if !enabled.is_empty() {
         let repositories = crate::include::repository_urls(&model.rancher.repositories);
-        let includes = crate::include::Includes::new(root.join("/var/lib/rancher/cache"))?;
-        for entry in enabled {
-            match includes.resolve_entry(entry, &repositories).await {
-                Ok(included) => project.merge(included.project),
-                Err(e) => warnings.push(format!("services_include {entry}: {e}")),
+        // An include that cannot be loaded is a warning: the rest of the
+        // project (the OS's own services) must still come up.
+        match crate::include::Includes::new(root.join("/var/lib/rancher/cache")) {
+            Ok(includes) => {
+                for entry in enabled {
+                    match includes.resolve_entry(entry, &repositories).await {
+                        Ok(included) => project.merge(included.project),
+                        Err(e) => warnings.push(format!("services_include {entry}: {e}")),
+                    }
+                }
             }
+            Err(e) => warnings.push(e.to_string()),
         }
     }
     Ok(Loaded {

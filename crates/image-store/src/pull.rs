@@ -132,6 +132,16 @@ impl ImageStore {
             } else {
                 ClientProtocol::Https
             },
+            // The system's CAs, or Mozilla's: PID 1 has no /etc/ssl/certs,
+            // and oci-client falls back to a client that panics without one.
+            tls_certs_only: tls_roots::roots()
+                .der
+                .iter()
+                .map(|der| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Der,
+                    data: der.clone(),
+                })
+                .collect(),
             ..Default::default()
         });
         let auth = match &opts.auth {
