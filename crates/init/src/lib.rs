@@ -49,6 +49,7 @@ pub mod loopdev;
 pub mod power;
 pub mod probe;
 pub mod reaper;
+pub mod reserve;
 pub mod stage1;
 pub mod stage2;
 

@@ -19,6 +19,8 @@ pub const DATA_ROOT: &str = "/var/lib/system-docker";
 /// The system images of the system image, unpacked in the store layout and
 /// read-only: the engine runs them in place, so boot extracts nothing.
 pub const SYSTEM_STORE: &str = "/usr/share/ros/store";
+/// The CA bundle PID 1 writes when the system has none (see tls-roots).
+pub const CA_BUNDLE: &str = "/run/oxos/ca-certificates.crt";
 /// The binary the engine re-executes as the per-container shim.
 pub const ROS: &str = "/usr/bin/ros";
 
@@ -287,7 +289,18 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         "OxOS {} stage 2 (PID 1 is {ROS})",
         env!("CARGO_PKG_VERSION")
     );
+    // Before anything else writes to the state: a full disk gets its
+    // reserve back here.
+    crate::reserve::at_boot();
     prepare_root();
+    // PID 1 has no /etc/ssl/certs: its HTTPS clients (image pulls) trust
+    // Mozilla's roots from a bundle in /run. One thread still, so the
+    // environment may change.
+    match tls_roots::export_bundle(Path::new(CA_BUNDLE)) {
+        Ok(true) => tracing::info!("CA certificates: Mozilla's roots in {CA_BUNDLE}"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("cannot write {CA_BUNDLE}: {e}; HTTPS pulls will fail"),
+    }
     // The config as the state holds it before this boot's user-data; read
     // once for the modules and the datasources.
     let early = match config::load(&Root::default()) {

@@ -19,8 +19,19 @@
 //! there are none, Mozilla's roots compiled into ros (webpki-root-certs).
 //! The callers hand the DER certificates to their client (reqwest's
 //! `tls_certs_only`, oci-client's `ClientConfig::tls_certs_only`).
+//!
+//! Some clients cannot be told: oci-client builds a default reqwest client
+//! inside every `Client` it makes, and reqwest panics there when the system
+//! has no CA. So PID 1 also calls [`export_bundle`] at start: when the
+//! roots are Mozilla's, it writes them as a PEM bundle under /run and
+//! points `SSL_CERT_FILE` at it, which every rustls client of the process
+//! then reads as "the system's" certificates.
 
+use std::io::Write;
+use std::path::Path;
 use std::sync::OnceLock;
+
+use base64::Engine;
 
 /// Where the trusted roots came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +82,41 @@ fn choose(system: Vec<Vec<u8>>) -> Roots {
     }
 }
 
+/// The roots as a PEM bundle (what /etc/ssl/certs/ca-certificates.crt holds).
+pub fn pem(roots: &Roots) -> String {
+    let mut out = String::new();
+    for der in &roots.der {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        for line in text.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+/// When the system has no CA certificates, writes Mozilla's roots to
+/// `path` (a temporary file renamed into place) and sets `SSL_CERT_FILE`
+/// to it for this process and its children. Returns whether it did.
+///
+/// Call it while the process has one thread (the environment is process
+/// wide).
+pub fn export_bundle(path: &Path) -> std::io::Result<bool> {
+    let roots = roots();
+    if roots.source == Source::System {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(pem(roots).as_bytes())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::env::set_var("SSL_CERT_FILE", path);
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +128,32 @@ mod tests {
         assert!(roots.der.len() > 100, "{} roots", roots.der.len());
         // Every one is a DER SEQUENCE.
         assert!(roots.der.iter().all(|c| c.first() == Some(&0x30)));
+    }
+
+    #[test]
+    fn the_pem_bundle_is_read_back_as_the_same_certificates() {
+        let roots = choose(Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, pem(&roots)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<Vec<u8>> = text
+            .split("-----BEGIN CERTIFICATE-----\n")
+            .skip(1)
+            .map(|block| {
+                let body: String = block
+                    .split("-----END CERTIFICATE-----")
+                    .next()
+                    .unwrap()
+                    .lines()
+                    .collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(back, roots.der);
+        assert!(text.lines().all(|l| l.len() <= 64));
     }
 
     #[test]
