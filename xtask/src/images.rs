@@ -110,9 +110,23 @@ pub fn run(args: &ImagesArgs) -> Result<()> {
 /// each archive whose inputs are unchanged, with one progress line per
 /// step. `cargo xtask images` and `cargo xtask build` both come here.
 pub fn build(only: Option<&str>, out: &Path, mirror: &str) -> Result<Vec<BuiltImage>> {
-    require_root("building the system images")?;
     let recipes = load_recipes(&images_dir()).context("reading the image recipes")?;
     let chosen = select(&recipes, only)?;
+    build_recipes(&chosen, out, mirror)
+}
+
+/// Builds the images named in `names` (all of them when `None`).
+pub fn build_some(names: Option<&[&str]>, out: &Path, mirror: &str) -> Result<Vec<BuiltImage>> {
+    let recipes = load_recipes(&images_dir()).context("reading the image recipes")?;
+    let chosen: Vec<_> = recipes
+        .iter()
+        .filter(|r| names.is_none_or(|n| n.contains(&r.name.as_str())))
+        .collect();
+    build_recipes(&chosen, out, mirror)
+}
+
+fn build_recipes(chosen: &[&Recipe], out: &Path, mirror: &str) -> Result<Vec<BuiltImage>> {
+    require_root("building the system images")?;
     let lock = Lock::load(&lock_path())?;
     let bootstrap = Mmdebstrap::new(mirror)?;
     let builder = Builder {

@@ -201,6 +201,10 @@ pub struct BuildArgs {
     /// Debian mirror for the system images.
     #[arg(long, default_value = image_build::DEFAULT_MIRROR)]
     pub mirror: String,
+    /// Build only the images the system image holds (not docker-20.10,
+    /// debian-console, ...): what the end-to-end tests boot, sooner.
+    #[arg(long)]
+    pub system_images_only: bool,
 }
 
 #[derive(Args, Clone)]
@@ -461,9 +465,10 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     // while the kernel is fetched and ros compiles.
     let images_out = dist_dir().join("images");
     let mirror = args.mirror.clone();
+    let only: Option<&'static [&'static str]> = args.system_images_only.then_some(SYSTEM_IMAGES);
     let images_job = {
         let out = images_out.clone();
-        std::thread::spawn(move || crate::images::build(None, &out, &mirror))
+        std::thread::spawn(move || crate::images::build_some(only, &out, &mirror))
     };
     let cache = Cache {
         root: build.clone(),

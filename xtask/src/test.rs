@@ -102,7 +102,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
 fn end_to_end(args: &TestArgs) -> Result<()> {
     use clap::Parser;
     let started = std::time::Instant::now();
-    let mut argv = vec!["build"];
+    // The tests boot the ISO and the disk: the images outside the system
+    // image are not needed for them.
+    let mut argv = vec!["build", "--system-images-only"];
     if args.no_install {
         argv.push("--no-install");
     }

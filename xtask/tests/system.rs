@@ -23,6 +23,21 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 mod common;
 use common::dist;
 
+/// A qcow2 overlay of dist/oxos.qcow2 in `dir`: the guest writes there, so
+/// the built disk stays pristine for every other test, and the overlay
+/// keeps a test's writes across its own reboots.
+pub fn disk_overlay(dir: &Path) -> PathBuf {
+    let overlay = dir.join("disk.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(dist().join("oxos.qcow2").canonicalize().unwrap())
+        .arg(&overlay)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img create failed");
+    overlay
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; QEMU takes it next).
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -484,7 +499,7 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
     let work = tempfile::tempdir().unwrap();
     // An overlay: the built disk stays pristine, this test's writes persist
     // across its own reboot.
-    let overlay = common::disk_overlay(work.path());
+    let overlay = disk_overlay(work.path());
     let boot = Boot {
         medium: vec![
             "--disk".into(),
@@ -906,7 +921,7 @@ fn bootcmd_and_mounts_with_swap() {
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
     let work = tempfile::tempdir().unwrap();
-    let overlay = common::disk_overlay(work.path());
+    let overlay = disk_overlay(work.path());
     let boot = Boot {
         medium: vec![
             "--disk".into(),
@@ -972,7 +987,7 @@ fn services_retries_restart_services_and_ssh_port() {
          \x20 - \"printf 'e2e-included:\\n  image: {base}\\n  command: [sleep, \\\"100000\\\"]\\n  labels: {{io.rancher.os.scope: system}}\\n' > /var/lib/rancher/conf/e2e-included.yml\"\n\
          rancher:\n\
          \x20 ssh: {{port: 2222}}\n\
-         \x20 restart_services: [syslog]\n\
+         \x20 restart_services: [acpid]\n\
          \x20 services_include:\n\
          \x20   /var/lib/rancher/conf/e2e-included.yml: true\n\
          \x20 services:\n\
@@ -1062,23 +1077,23 @@ fn services_retries_restart_services_and_ssh_port() {
         "no growing back-off for e2e-fails: {delays:?}"
     );
 
-    // rancher.restart_services: syslog ran before cloud-init-execute and
+    // rancher.restart_services: acpid ran before cloud-init-execute and
     // was restarted after it.
     assert!(
         vm.serial()
-            .contains("Restarting syslog (rancher.restart_services)"),
-        "syslog was not restarted:\n{}",
+            .contains("Restarting acpid (rancher.restart_services)"),
+        "acpid was not restarted:\n{}",
         vm.tail()
     );
     let times = vm.ok(
-        "syslog's start",
-        "sudo system-docker inspect -f '{{.State.StartedAt}}' syslog; \
+        "acpid's start",
+        "sudo system-docker inspect -f '{{.State.StartedAt}}' acpid; \
          sudo system-docker inspect -f '{{.State.FinishedAt}}' cloud-init-execute",
     );
     let times: Vec<&str> = times.lines().map(|t| &t[..19.min(t.len())]).collect();
     assert!(
         times.len() == 2 && times[0] >= times[1],
-        "syslog started before cloud-init-execute ended: {times:?}"
+        "acpid started before cloud-init-execute ended: {times:?}"
     );
 
     // Images arrive: both failed services come up by themselves.
@@ -1108,4 +1123,101 @@ fn services_retries_restart_services_and_ssh_port() {
         "{}",
         vm.tail()
     );
+}
+
+/// Two faults a machine meets in production. A power cut (QEMU killed)
+/// while `ros config set` rewrites the config again and again leaves the
+/// old file or the new one, never a torn one. A state disk filled to the
+/// last block by the user does not stop the next boot: PID 1 releases its
+/// reserve, says so on the console, and the services and SSH come up with
+/// the user's file still there.
+#[test]
+#[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
+fn power_cut_during_config_set_and_a_full_state_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("state.img");
+    let f = std::fs::File::create(&disk).unwrap();
+    f.set_len(512 << 20).unwrap();
+    drop(f);
+    let boot = Boot {
+        medium: vec!["--iso".into()],
+        mem: 1024,
+        extra_disk: Some(&disk),
+        ssh_guest_port: 22,
+    };
+    let mut vm = Vm::start(&boot);
+    vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
+    assert!(
+        vm.serial().contains("state disk: kept a reserve of 32 MiB"),
+        "no reserve made on the new state disk:\n{}",
+        vm.tail()
+    );
+    vm.eventually("ssh", "true", Duration::from_secs(240));
+
+    // ros config set, as fast as it goes, in the background.
+    let config = "/var/lib/rancher/conf/cloud-config.yml";
+    vm.ok(
+        "config writer",
+        "sudo setsid sh -c 'i=0; while i=$((i+1)); do ros config set rancher.environment.E2E_COUNT $i || exit; done' \
+         </dev/null >/dev/null 2>&1 &",
+    );
+    vm.eventually(
+        "writes going on",
+        &format!("test \"$(sudo ros config get rancher.environment.E2E_COUNT)\" -ge 20 2>/dev/null && grep -q E2E_COUNT {config}"),
+        Duration::from_secs(120),
+    );
+    let before: u64 = vm
+        .ok("count", "sudo ros config get rancher.environment.E2E_COUNT")
+        .trim()
+        .parse()
+        .unwrap();
+    // The power cut.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(vm.pid),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    vm.wait_exit("power cut", Duration::from_secs(30));
+
+    vm.boot(&boot);
+    vm.wait_serial("boot after the power cut", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh after the power cut", "true", Duration::from_secs(240));
+    vm.ok(
+        "the config file is whole",
+        &format!("sudo ros config validate -i {config}"),
+    );
+    let after: u64 = vm
+        .ok(
+            "count after",
+            &format!("sudo cat {config} >&2; sudo ros config get rancher.environment.E2E_COUNT"),
+        )
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| vm.fail("count after", &format!("not a number: {e}")));
+    assert!(after >= before, "the config went back: {after} < {before}");
+    eprintln!("e2e: config counter {before} seen before the power cut, {after} after");
+
+    // Fill the state disk to the last block, as root.
+    vm.ok(
+        "fill the disk",
+        "sudo dd if=/dev/zero of=/var/lib/rancher/fill bs=1M 2>/dev/null; sudo sync; \
+         sudo dd if=/dev/zero of=/var/lib/rancher/fill-small bs=4k 2>/dev/null; sudo sync; true",
+    );
+    let free = vm.ok(
+        "free space",
+        "df -k /var/lib/rancher | awk 'NR==2 {print $4}'",
+    );
+    assert_eq!(free.trim(), "0", "the disk is not full: {free}");
+    let _ = vm.ssh("sudo reboot");
+    vm.wait_exit("reboot", Duration::from_secs(180));
+    vm.boot(&boot);
+    vm.wait_serial(
+        "boot on a full disk",
+        "state disk is full: released the 32 MiB reserve",
+        BOOT_TIMEOUT,
+    );
+    vm.wait_serial("boot on a full disk", "OxOS is up", BOOT_TIMEOUT);
+    vm.eventually("ssh on a full disk", "true", Duration::from_secs(240));
+    wait_services_up(&vm, "services on a full disk");
+    vm.ok("the user's file", "test -s /var/lib/rancher/fill");
 }
