@@ -226,7 +226,7 @@ const RANCHER: &[Field] = &[
     ),
     leaf("hypervisor_service"),
     leaf("resize_device"),
-    leaf("restart_services"),
+    done("restart_services"),
     leaf("shutdown_timeout"),
     leaf("debug"),
     leaf("log"),
