@@ -1163,7 +1163,7 @@ fn power_cut_during_config_set_and_a_full_state_disk() {
     );
     vm.eventually(
         "writes going on",
-        &format!("test \"$(sudo ros config get rancher.environment.E2E_COUNT)\" -ge 20 2>/dev/null && grep -q E2E_COUNT {config}"),
+        &format!("test \"$(sudo ros config get rancher.environment.E2E_COUNT)\" -ge 20 2>/dev/null && sudo grep -q E2E_COUNT {config}"),
         Duration::from_secs(120),
     );
     let before: u64 = vm
