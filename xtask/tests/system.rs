@@ -54,6 +54,32 @@ struct Boot<'a> {
     ssh_guest_port: u16,
 }
 
+impl<'a> Boot<'a> {
+    /// The installed disk, through a qcow2 overlay (see [`disk_overlay`]).
+    fn disk(overlay: &Path) -> Boot<'a> {
+        Boot {
+            medium: vec![
+                "--disk".into(),
+                "--disk-image".into(),
+                overlay.display().to_string(),
+            ],
+            mem: 1024,
+            extra_disk: None,
+            ssh_guest_port: 22,
+        }
+    }
+
+    /// The ISO with `mem` MB and maybe a disk.
+    fn iso(mem: u32, extra_disk: Option<&'a Path>) -> Boot<'a> {
+        Boot {
+            medium: vec!["--iso".into()],
+            mem,
+            extra_disk,
+            ssh_guest_port: 22,
+        }
+    }
+}
+
 /// One running machine. Dropping it kills QEMU.
 struct Vm {
     dir: tempfile::TempDir,
@@ -500,16 +526,7 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
     // An overlay: the built disk stays pristine, this test's writes persist
     // across its own reboot.
     let overlay = disk_overlay(work.path());
-    let boot = Boot {
-        medium: vec![
-            "--disk".into(),
-            "--disk-image".into(),
-            overlay.display().to_string(),
-        ],
-        mem: 1024,
-        extra_disk: None,
-        ssh_guest_port: 22,
-    };
+    let boot = Boot::disk(&overlay);
     let mut vm = Vm::start(&boot);
     vm.wait_serial("boot", r"state: /dev/vda\d+ \(ext4\) mounted", BOOT_TIMEOUT);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
@@ -650,12 +667,7 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     let f = std::fs::File::create(&empty).unwrap();
     f.set_len(2 << 30).unwrap();
     drop(f);
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 512,
-        extra_disk: Some(&empty),
-        ssh_guest_port: 22,
-    };
+    let boot = Boot::iso(512, Some(&empty));
     let vm = Vm::start(&boot);
     // 6. The empty disk (the first virtio disk) is formatted and used.
     vm.wait_serial(
@@ -710,13 +722,7 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
 /// The ISO booted with 1024 MB, `cloud_config` (YAML appended to the
 /// config drive's user-data) and `extra_disk`, up and answering SSH.
 fn iso_up_with(cloud_config: &str, extra_disk: Option<&Path>) -> Vm {
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk,
-        ssh_guest_port: 22,
-    };
-    let vm = Vm::start_with(&boot, cloud_config);
+    let vm = Vm::start_with(&Boot::iso(1024, extra_disk), cloud_config);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     vm.eventually("ssh", "true", Duration::from_secs(240));
     vm
@@ -922,16 +928,7 @@ fn bootcmd_and_mounts_with_swap() {
 fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
     let work = tempfile::tempdir().unwrap();
     let overlay = disk_overlay(work.path());
-    let boot = Boot {
-        medium: vec![
-            "--disk".into(),
-            "--disk-image".into(),
-            overlay.display().to_string(),
-        ],
-        mem: 1024,
-        extra_disk: None,
-        ssh_guest_port: 22,
-    };
+    let boot = Boot::disk(&overlay);
     let mut vm = Vm::start_with(&boot, "hostname: layered\n");
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     vm.eventually("ssh", "true", Duration::from_secs(240));
@@ -1013,10 +1010,8 @@ fn services_retries_restart_services_and_ssh_port() {
          \x20     restart: always\n"
     );
     let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk: None,
         ssh_guest_port: 2222,
+        ..Boot::iso(1024, None)
     };
     let vm = Vm::start_with(&boot, &cloud_config);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
@@ -1139,12 +1134,7 @@ fn power_cut_during_config_set_and_a_full_state_disk() {
     let f = std::fs::File::create(&disk).unwrap();
     f.set_len(512 << 20).unwrap();
     drop(f);
-    let boot = Boot {
-        medium: vec!["--iso".into()],
-        mem: 1024,
-        extra_disk: Some(&disk),
-        ssh_guest_port: 22,
-    };
+    let boot = Boot::iso(1024, Some(&disk));
     let mut vm = Vm::start(&boot);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     assert!(
