@@ -181,12 +181,7 @@ impl Includes {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .tls_certs_only(
-                tls_roots::roots()
-                    .der
-                    .iter()
-                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
-            )
+            .tls_certs_only(tls_roots::reqwest_roots())
             .build()
             .map_err(|e| ComposeError::HttpClient(e.to_string()))?;
         Ok(Self::with_client(cache_dir, client))

@@ -22,12 +22,7 @@ impl<'a> Http<'a> {
             .no_proxy()
             .connect_timeout(options.request_timeout)
             .timeout(options.request_timeout)
-            .tls_certs_only(
-                tls_roots::roots()
-                    .der
-                    .iter()
-                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
-            )
+            .tls_certs_only(tls_roots::reqwest_roots())
             .build()
             .map_err(|e| Error::Http {
                 source_name: name.to_owned(),

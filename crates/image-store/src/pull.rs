@@ -132,16 +132,9 @@ impl ImageStore {
             } else {
                 ClientProtocol::Https
             },
-            // The system's CAs, or Mozilla's: PID 1 has no /etc/ssl/certs,
-            // and oci-client falls back to a client that panics without one.
-            tls_certs_only: tls_roots::roots()
-                .der
-                .iter()
-                .map(|der| oci_client::client::Certificate {
-                    encoding: oci_client::client::CertificateEncoding::Der,
-                    data: der.clone(),
-                })
-                .collect(),
+            // The CAs are the process's: oci-client always builds a default
+            // reqwest client too, which needs them; PID 1, which has none
+            // of its own, exports Mozilla's as SSL_CERT_FILE (tls-roots).
             ..Default::default()
         });
         let auth = match &opts.auth {

@@ -17,8 +17,8 @@
 //! when there are any, so that a user's own CA in the console's
 //! /etc/ssl/certs, or a file named by `SSL_CERT_FILE`, is honoured; when
 //! there are none, Mozilla's roots compiled into ros (webpki-root-certs).
-//! The callers hand the DER certificates to their client (reqwest's
-//! `tls_certs_only`, oci-client's `ClientConfig::tls_certs_only`).
+//! The callers hand them to their reqwest client with
+//! `tls_certs_only(tls_roots::reqwest_roots())`.
 //!
 //! Some clients cannot be told: oci-client builds a default reqwest client
 //! inside every `Client` it makes, and reqwest panics there when the system
@@ -80,6 +80,14 @@ fn choose(system: Vec<Vec<u8>>) -> Roots {
             source: Source::System,
         }
     }
+}
+
+/// The roots as reqwest certificates, for `ClientBuilder::tls_certs_only`.
+pub fn reqwest_roots() -> impl Iterator<Item = reqwest::Certificate> {
+    roots()
+        .der
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
 }
 
 /// The roots as a PEM bundle (what /etc/ssl/certs/ca-certificates.crt holds).
