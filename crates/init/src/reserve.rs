@@ -30,7 +30,7 @@ use std::path::Path;
 
 use std::os::fd::AsRawFd;
 
-use nix::sys::statfs::{statfs, FsType, TMPFS_MAGIC};
+use nix::sys::statfs::{statfs, FsType, Statfs, TMPFS_MAGIC};
 
 /// ramfs (linux/magic.h), which nix and libc do not name.
 const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
@@ -61,10 +61,9 @@ pub enum Outcome {
     NoRoom(u64),
 }
 
-/// Bytes available to an unprivileged writer on the file system of `dir`.
-fn available(dir: &Path) -> nix::Result<u64> {
-    let s = statfs(dir)?;
-    Ok(s.blocks_available() * s.block_size() as u64)
+/// Bytes available to an unprivileged writer on the file system `fs`.
+fn available(fs: &Statfs) -> u64 {
+    fs.blocks_available() * fs.block_size() as u64
 }
 
 /// Keeps (or releases) the reserve at `path`; see the module docs.
@@ -75,11 +74,11 @@ pub fn keep(path: &Path) -> std::io::Result<Outcome> {
     if fs.filesystem_type() == TMPFS_MAGIC || fs.filesystem_type() == RAMFS_MAGIC {
         return Ok(Outcome::InMemory);
     }
-    let free = available(dir)?;
+    let free = available(&fs);
     let exists = path.exists();
     if exists && free < LOW {
         std::fs::remove_file(path)?;
-        return Ok(Outcome::Released(available(dir)?));
+        return Ok(Outcome::Released(available(&statfs(dir)?)));
     }
     if exists {
         return Ok(Outcome::Kept);
