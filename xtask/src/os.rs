@@ -215,10 +215,29 @@ pub struct RunArgs {
     /// Boot dist/oxos.qcow2 as a virtio disk (writes to it).
     #[arg(long)]
     pub disk: bool,
-    /// Attach a config drive (ISO labelled config-2) with FILE as
-    /// openstack/latest/user_data.
+    /// Give FILE to the guest as its user-data, through --datasource.
     #[arg(long, value_name = "FILE")]
     pub cloud_config: Option<PathBuf>,
+    /// How --cloud-config reaches the guest: an OpenStack config drive
+    /// (ISO or FAT, labelled config-2, openstack/latest/user_data), a
+    /// NoCloud seed (ISO labelled cidata), or HTTP from a URL inside QEMU's
+    /// user network (http://10.0.2.100/user-data). For nocloud and url,
+    /// `rancher.cloud_init.datasources` goes on the kernel command line
+    /// (direct kernel boot, as with --append) unless --append sets it.
+    #[arg(long, value_enum, value_name = "KIND", default_value = "config-drive")]
+    pub datasource: qemu::Datasource,
+    /// With --cloud-config on a drive: FILE as the metadata (the config
+    /// drive's meta_data.json, NoCloud's meta-data; a JSON object such as
+    /// {"hostname": "h", "public_keys": {"k": "ssh-ed25519 ..."}} serves
+    /// both).
+    #[arg(long, value_name = "FILE", requires = "cloud_config")]
+    pub meta_data: Option<PathBuf>,
+    /// Boot dist/vmlinuz and dist/initrd.img directly (QEMU's -kernel) with
+    /// the medium's command line plus ARGS, for example
+    /// `rancher.modules=[dummy] -- cc.hostname=h` (words after `--` go to
+    /// init: COMPAT.md). The medium stays attached; UEFI is not used.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub append: Option<String>,
     /// Guest memory in MB.
     #[arg(long, value_name = "MB", default_value_t = 1024)]
     pub mem: u32,
@@ -1290,6 +1309,56 @@ fn make_disk(
     Ok(())
 }
 
+/// The direct kernel boot that `args` asks for: with --append, or a
+/// datasource the default list does not find (its entry then goes on the
+/// command line, unless --append names the datasources itself).
+fn direct_kernel(args: &RunArgs, medium: qemu::Medium) -> Result<Option<qemu::DirectKernel>> {
+    let entry = args
+        .cloud_config
+        .as_ref()
+        .and_then(|_| args.datasource.entry());
+    if args.append.is_none() && entry.is_none() {
+        return Ok(None);
+    }
+    if args.uefi {
+        bail!("--uefi cannot be combined with --append or --datasource nocloud/url (QEMU loads the kernel itself)");
+    }
+    let dist = dist_dir();
+    let (kernel, initrd) = (dist.join("vmlinuz"), dist.join("initrd.img"));
+    for f in [&kernel, &initrd] {
+        if !f.is_file() {
+            bail!(
+                "{} does not exist: run `cargo xtask build` first",
+                f.display()
+            );
+        }
+    }
+    Ok(Some(qemu::DirectKernel {
+        kernel,
+        initrd,
+        cmdline: kernel_cmdline(medium, entry.as_deref(), args.append.as_deref()),
+    }))
+}
+
+/// The medium's command line, the datasource `entry` (unless `append`
+/// names the datasources), then `append`. Words after a `--` in `append`
+/// stay last, where the kernel hands them to init.
+pub fn kernel_cmdline(medium: qemu::Medium, entry: Option<&str>, append: Option<&str>) -> String {
+    let mut line = match medium {
+        qemu::Medium::Iso => format!("{CMDLINE} {ISO_CMDLINE}"),
+        qemu::Medium::Disk => CMDLINE.to_string(),
+    };
+    let append = append.unwrap_or("");
+    if let Some(entry) = entry.filter(|_| !append.contains("rancher.cloud_init.datasources")) {
+        line.push_str(&format!(" rancher.cloud_init.datasources=[{entry}]"));
+    }
+    if !append.trim().is_empty() {
+        line.push(' ');
+        line.push_str(append.trim());
+    }
+    line
+}
+
 /// Boots the built image in QEMU.
 pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
     let medium = if args.disk {
@@ -1316,14 +1385,31 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
     let runs = build_dir().join("runs");
     mkdirs(&runs)?;
     let id = std::process::id();
+    let drive = runs.join(format!("config-drive-{id}.img"));
+    let mut user_data_server = None;
     let config_drive = match &args.cloud_config {
+        Some(file) if args.datasource == qemu::Datasource::Url => {
+            let script = runs.join(format!("user-data-server-{id}.sh"));
+            let file = file
+                .canonicalize()
+                .with_context(|| format!("cannot read cloud-config {}", file.display()))?;
+            qemu::user_data_server(&script, &file)?;
+            user_data_server = Some(script);
+            None
+        }
         Some(file) => {
-            let iso = runs.join(format!("config-drive-{id}.iso"));
-            qemu::make_config_drive(file, &runs.join(format!("config-drive-{id}")), &iso)?;
-            Some(iso)
+            qemu::make_config_drive(
+                args.datasource,
+                file,
+                args.meta_data.as_deref(),
+                &runs.join(format!("config-drive-{id}")),
+                &drive,
+            )?;
+            Some(drive)
         }
         None => None,
     };
+    let kernel = direct_kernel(args, medium)?;
     let uefi = if args.uefi {
         Some(qemu::find_ovmf(&runs.join(format!("ovmf-vars-{id}.fd")))?)
     } else {
@@ -1349,6 +1435,8 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
         } else {
             qemu::Serial::Terminal
         },
+        kernel,
+        user_data_server,
     };
     let qemu_args = qemu::args(&machine);
     let qemu_bin = "qemu-system-x86_64";
@@ -1417,6 +1505,33 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_gets_the_datasource_unless_append_names_one() {
+        let iso = kernel_cmdline(qemu::Medium::Iso, Some("nocloud"), None);
+        assert_eq!(
+            iso,
+            format!("{CMDLINE} {ISO_CMDLINE} rancher.cloud_init.datasources=[nocloud]")
+        );
+        let disk = kernel_cmdline(
+            qemu::Medium::Disk,
+            Some("nocloud"),
+            Some("rancher.modules=[dummy] -- rancher.cloud_init.datasources=[nocloud,cmdline]"),
+        );
+        assert_eq!(
+            disk,
+            format!(
+                "{CMDLINE} rancher.modules=[dummy] -- rancher.cloud_init.datasources=[nocloud,cmdline]"
+            )
+        );
+        // After `--` stays last, with the datasource before it.
+        let after = kernel_cmdline(
+            qemu::Medium::Disk,
+            Some("nocloud"),
+            Some("-- cc.hostname=h"),
+        );
+        assert!(after.ends_with("rancher.cloud_init.datasources=[nocloud] -- cc.hostname=h"));
+    }
 
     #[test]
     fn grub_config_boots_the_kernel_with_serial_console_last() {

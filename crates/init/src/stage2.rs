@@ -137,8 +137,12 @@ fn apply_early_config(after_dashes: &[String]) -> Option<config::Config> {
 const BASE_MODULES: &[&str] = &[
     "overlay",
     "vfat",
+    // FAT's default code page and character sets (Debian's kernel mounts
+    // FAT with iocharset=ascii unless told otherwise): config drives and
+    // user `mounts` of FAT disks.
     "nls_cp437",
     "nls_iso8859_1",
+    "nls_ascii",
     "isofs",
     "button",
     "evdev",

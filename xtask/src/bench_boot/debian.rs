@@ -168,7 +168,7 @@ pub fn boot(disk: &Disk, run_dir: &Path) -> Result<Boot> {
         kernel: Some(DirectKernel {
             kernel: disk.kernel.clone(),
             initrd: disk.initrd.clone(),
-            append: APPEND.to_string(),
+            cmdline: APPEND.to_string(),
         }),
         user: USER,
         stop_docker: "sudo systemctl stop docker.socket docker.service containerd.service",

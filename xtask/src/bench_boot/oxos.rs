@@ -51,7 +51,13 @@ pub fn boot(pristine: &Path, image: &Path, public_key: &Path, run_dir: &Path) ->
     std::fs::write(&cloud_config, cloud_config_text(&key))
         .with_context(|| format!("cannot write {}", cloud_config.display()))?;
     let drive = run_dir.join("config-drive.iso");
-    qemu::make_config_drive(&cloud_config, &run_dir.join("config-drive"), &drive)?;
+    qemu::make_config_drive(
+        qemu::Datasource::ConfigDrive,
+        &cloud_config,
+        None,
+        &run_dir.join("config-drive"),
+        &drive,
+    )?;
     Ok(Boot {
         disk: overlay,
         config_drive: Some(drive),

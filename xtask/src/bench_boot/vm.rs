@@ -23,12 +23,7 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 const TAIL_LINES: usize = 30;
 
 /// Direct kernel boot (`-kernel`, `-initrd`, `-append`).
-#[derive(Clone, Debug)]
-pub struct DirectKernel {
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub append: String,
-}
+pub use crate::os::qemu::DirectKernel;
 
 /// What one machine boots and how it is driven.
 #[derive(Clone, Debug)]
@@ -147,19 +142,10 @@ pub fn qemu_args(boot: &Boot, mem_mb: u32, port: u16, log: &Path) -> Vec<String>
         monitor: None,
         uefi: None,
         serial: qemu::Serial::File(log.to_path_buf()),
+        kernel: boot.kernel.clone(),
+        user_data_server: None,
     };
-    let mut args = qemu::args(&machine);
-    if let Some(k) = &boot.kernel {
-        args.extend([
-            "-kernel".to_string(),
-            k.kernel.display().to_string(),
-            "-initrd".to_string(),
-            k.initrd.display().to_string(),
-            "-append".to_string(),
-            k.append.clone(),
-        ]);
-    }
-    args
+    qemu::args(&machine)
 }
 
 /// Boots `boot` and measures it.
@@ -391,10 +377,14 @@ mod tests {
         debian_boot.kernel = Some(DirectKernel {
             kernel: "/w/vmlinuz".into(),
             initrd: "/w/initrd.img".into(),
-            append: "root=/dev/vda rw".into(),
+            cmdline: "root=/dev/vda rw".into(),
         });
         let debian = qemu_args(&debian_boot, 1024, 2300, Path::new("/w/serial.log"));
-        assert_eq!(debian[..oxos.len()], oxos[..]);
+        // The same arguments once the kernel's three are taken out.
+        let at = debian.iter().position(|a| a == "-kernel").unwrap();
+        let mut without_kernel = debian.clone();
+        without_kernel.drain(at..at + 6);
+        assert_eq!(without_kernel, oxos);
         assert_eq!(values(&debian, "-kernel"), ["/w/vmlinuz"]);
         assert_eq!(values(&debian, "-append"), ["root=/dev/vda rw"]);
         for a in [&oxos, &debian] {

@@ -124,6 +124,7 @@ pub const SYSTEM: Selection = Selection {
         "fuse",
         "nls_cp437",
         "nls_iso8859_1",
+        "nls_ascii",
         "nls_utf8",
         "crc32c_generic",
     ],

@@ -52,7 +52,28 @@ pub struct Machine {
     pub monitor: Option<PathBuf>,
     pub uefi: Option<Uefi>,
     pub serial: Serial,
+    /// QEMU loads this kernel itself instead of the medium's boot loader,
+    /// with a command line of the caller's choice (the medium is still
+    /// attached: the initrd finds the system image on it).
+    pub kernel: Option<DirectKernel>,
+    /// Serves a user-data file at [`USER_DATA_URL`] inside the guest's
+    /// network (a `guestfwd` to a program; nothing leaves the machine).
+    pub user_data_server: Option<PathBuf>,
 }
+
+/// A kernel, its initrd and command line for `-kernel`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectKernel {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+}
+
+/// Where the guest finds the user-data that [`Machine::user_data_server`]
+/// serves: an address of QEMU's user network that QEMU itself answers.
+pub const USER_DATA_URL: &str = "http://10.0.2.100/user-data";
+/// The address and port of [`USER_DATA_URL`], as `guestfwd` names them.
+const USER_DATA_ADDR: &str = "10.0.2.100:80";
 
 /// The arguments of `qemu-system-x86_64` for `m`.
 pub fn args(m: &Machine) -> Vec<String> {
@@ -67,6 +88,16 @@ pub fn args(m: &Machine) -> Vec<String> {
         nic.push_str(&format!(
             ",hostfwd=tcp:127.0.0.1:{port}-:{}",
             m.ssh_guest_port
+        ));
+    }
+    if let Some(script) = &m.user_data_server {
+        // QEMU runs the program for each connection of the guest to the
+        // address, with the connection on its stdin and stdout; `restrict`
+        // leaves explicit forwards alone. Commas in an option value are
+        // doubled.
+        nic.push_str(&format!(
+            ",guestfwd=tcp:{USER_DATA_ADDR}-cmd:/bin/sh {}",
+            script.display().to_string().replace(',', ",,")
         ));
     }
     push(&["-nic", &nic]);
@@ -96,6 +127,16 @@ pub fn args(m: &Machine) -> Vec<String> {
             ),
             "-drive",
             &format!("if=pflash,format=raw,unit=1,file={}", uefi.vars.display()),
+        ]);
+    }
+    if let Some(k) = &m.kernel {
+        push(&[
+            "-kernel",
+            &k.kernel.display().to_string(),
+            "-initrd",
+            &k.initrd.display().to_string(),
+            "-append",
+            &k.cmdline,
         ]);
     }
     match m.medium {
@@ -153,33 +194,153 @@ pub fn find_ovmf(vars_copy: &Path) -> Result<Uefi> {
     bail!("no OVMF firmware in /usr/share/OVMF (install the ovmf package)")
 }
 
-/// The OpenStack config drive layout (`openstack/latest/user_data`) under
-/// `dir`, holding `user_data`: [`make_config_drive`] turns it into an ISO
-/// labelled `config-2`.
-pub fn config_drive_tree(dir: &Path, user_data: &[u8]) -> Result<()> {
+/// How the cloud-config of `xtask run --cloud-config` reaches the guest:
+/// the datasources a user would bring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Datasource {
+    /// An OpenStack config drive: an ISO 9660 image labelled config-2 (the
+    /// default list of datasources finds it).
+    ConfigDrive,
+    /// The same layout on a FAT file system labelled config-2.
+    ConfigDriveFat,
+    /// A NoCloud seed: an ISO labelled cidata with user-data and meta-data
+    /// (needs `rancher.cloud_init.datasources=[nocloud]`, which `xtask run`
+    /// puts on the command line).
+    Nocloud,
+    /// Served over HTTP at [`USER_DATA_URL`] (needs
+    /// `rancher.cloud_init.datasources=[url:...]`, also put on the command
+    /// line).
+    Url,
+}
+
+impl Datasource {
+    /// The `rancher.cloud_init.datasources` entry that finds this source,
+    /// when the default list does not.
+    pub fn entry(self) -> Option<String> {
+        match self {
+            Datasource::ConfigDrive | Datasource::ConfigDriveFat => None,
+            Datasource::Nocloud => Some("nocloud".into()),
+            Datasource::Url => Some(format!("url:{USER_DATA_URL}")),
+        }
+    }
+}
+
+/// The OpenStack config drive layout (`openstack/latest/user_data`, and
+/// `meta_data.json` when given) under `dir`: [`make_config_drive`] turns it
+/// into a drive labelled `config-2`.
+pub fn config_drive_tree(dir: &Path, user_data: &[u8], meta_data: Option<&[u8]>) -> Result<()> {
     let latest = dir.join("openstack/latest");
     std::fs::create_dir_all(&latest)
         .with_context(|| format!("cannot create {}", latest.display()))?;
     std::fs::write(latest.join("user_data"), user_data)
         .with_context(|| format!("cannot write {}/user_data", latest.display()))?;
+    if let Some(meta) = meta_data {
+        std::fs::write(latest.join("meta_data.json"), meta)
+            .with_context(|| format!("cannot write {}/meta_data.json", latest.display()))?;
+    }
     Ok(())
 }
 
-/// Builds the config drive ISO `out` from `cloud_config`.
-pub fn make_config_drive(cloud_config: &Path, work: &Path, out: &Path) -> Result<()> {
+/// The NoCloud seed layout under `dir`: `user-data`, and `meta-data` (the
+/// given file, a JSON object being YAML too, or an instance id).
+pub fn nocloud_tree(dir: &Path, user_data: &[u8], meta_data: Option<&[u8]>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("user-data"), user_data)
+        .with_context(|| format!("cannot write {}/user-data", dir.display()))?;
+    std::fs::write(
+        dir.join("meta-data"),
+        meta_data.unwrap_or(b"instance-id: oxos-run\n"),
+    )
+    .with_context(|| format!("cannot write {}/meta-data", dir.display()))?;
+    Ok(())
+}
+
+/// Builds the drive `out` for `source` from `cloud_config` (and the
+/// metadata file `meta_data`); `work` is scratch space. Returns false for
+/// [`Datasource::Url`], which has no drive.
+pub fn make_config_drive(
+    source: Datasource,
+    cloud_config: &Path,
+    meta_data: Option<&Path>,
+    work: &Path,
+    out: &Path,
+) -> Result<bool> {
     let user_data = std::fs::read(cloud_config)
         .with_context(|| format!("cannot read cloud-config {}", cloud_config.display()))?;
+    let meta = meta_data
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
     let _ = std::fs::remove_dir_all(work);
-    config_drive_tree(work, &user_data)?;
-    crate::cmd::run_step(
-        "config drive",
-        Command::new("xorriso")
-            .args([
-                "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "config-2", "-o",
-            ])
-            .arg(out)
-            .arg(work),
-    )
+    let _ = std::fs::remove_file(out);
+    let iso = |label: &str| {
+        crate::cmd::run_step(
+            "config drive",
+            Command::new("xorriso")
+                .args(["-as", "mkisofs", "-quiet", "-J", "-R", "-V", label, "-o"])
+                .arg(out)
+                .arg(work),
+        )
+    };
+    match source {
+        Datasource::ConfigDrive => {
+            config_drive_tree(work, &user_data, meta.as_deref())?;
+            iso("config-2")?;
+        }
+        Datasource::Nocloud => {
+            nocloud_tree(work, &user_data, meta.as_deref())?;
+            iso("cidata")?;
+        }
+        Datasource::ConfigDriveFat => {
+            config_drive_tree(work, &user_data, meta.as_deref())?;
+            // 4 MiB of FAT12 with OpenStack's label; mtools copies the tree
+            // in without a mount.
+            crate::cmd::run_step(
+                "config drive (FAT)",
+                Command::new("mkfs.fat")
+                    .args(["-C", "-n", "config-2"])
+                    .arg(out)
+                    .arg("4096"),
+            )?;
+            crate::cmd::run_step(
+                "config drive (FAT) files",
+                Command::new("mcopy")
+                    .args(["-s", "-Q", "-i"])
+                    .arg(out)
+                    .arg(work.join("openstack"))
+                    .arg("::/"),
+            )?;
+        }
+        Datasource::Url => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Writes the program that QEMU runs for each connection to
+/// [`USER_DATA_URL`] (see [`Machine::user_data_server`]): it reads the
+/// request and answers with `user_data` for `GET /user-data`, 404 for
+/// anything else. A shell script, as QEMU wants a command line; it reads
+/// the file at each request, so a test may change it between boots.
+pub fn user_data_server(script: &Path, user_data: &Path) -> Result<()> {
+    if user_data.display().to_string().contains('\'') {
+        bail!("{}: the path has a quote", user_data.display());
+    }
+    let body = format!(
+        r#"# Serves {file} as http://10.0.2.100/user-data, one request per run.
+IFS= read -r request
+while IFS= read -r line; do
+    case "$line" in ""|"$(printf '\r')") break ;; esac
+done
+set -- $request
+if [ "$1" = GET ] && [ "$2" = /user-data ] && [ -f '{file}' ]; then
+    printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$(wc -c < '{file}')"
+    cat '{file}'
+else
+    printf 'HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+fi
+"#,
+        file = user_data.display()
+    );
+    std::fs::write(script, body).with_context(|| format!("cannot write {}", script.display()))
 }
 
 /// Waits until every pattern has matched the serial log, QEMU has exited, or
@@ -253,6 +414,8 @@ mod tests {
             monitor: None,
             uefi: None,
             serial: Serial::Terminal,
+            kernel: None,
+            user_data_server: None,
         }
     }
 
@@ -347,9 +510,103 @@ mod tests {
     #[test]
     fn config_drive_tree_has_the_openstack_layout() {
         let dir = tempfile::tempdir().unwrap();
-        config_drive_tree(dir.path(), b"#cloud-config\nhostname: a\n").unwrap();
+        config_drive_tree(dir.path(), b"#cloud-config\nhostname: a\n", None).unwrap();
         let data = std::fs::read(dir.path().join("openstack/latest/user_data")).unwrap();
         assert_eq!(data, b"#cloud-config\nhostname: a\n");
+        assert!(!dir.path().join("openstack/latest/meta_data.json").exists());
+        config_drive_tree(dir.path(), b"#cloud-config\n", Some(b"{}")).unwrap();
+        let meta = std::fs::read(dir.path().join("openstack/latest/meta_data.json")).unwrap();
+        assert_eq!(meta, b"{}");
+    }
+
+    #[test]
+    fn nocloud_seed_has_user_data_and_meta_data() {
+        let dir = tempfile::tempdir().unwrap();
+        nocloud_tree(dir.path(), b"#cloud-config\n", None).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("user-data")).unwrap(),
+            b"#cloud-config\n"
+        );
+        let meta = std::fs::read_to_string(dir.path().join("meta-data")).unwrap();
+        assert!(meta.starts_with("instance-id:"), "{meta}");
+    }
+
+    #[test]
+    fn the_url_datasource_is_a_guest_forward_to_a_program_and_nothing_else() {
+        let mut m = machine();
+        m.ssh_port = Some(2222);
+        m.user_data_server = Some("/w/a,b/serve.sh".into());
+        assert_eq!(
+            value_after(&args(&m), "-nic"),
+            [
+                "user,restrict=on,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:2222-:22,\
+              guestfwd=tcp:10.0.2.100:80-cmd:/bin/sh /w/a,,b/serve.sh"
+            ]
+        );
+        assert_eq!(
+            Datasource::Url.entry().unwrap(),
+            format!("url:{USER_DATA_URL}")
+        );
+        assert_eq!(Datasource::ConfigDriveFat.entry(), None);
+    }
+
+    /// The server answers a request as an HTTP client expects (run with
+    /// the request on stdin, as QEMU's guestfwd does).
+    #[test]
+    fn the_user_data_server_answers_get_user_data_and_404_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (script, data) = (dir.path().join("serve.sh"), dir.path().join("ud.yml"));
+        std::fs::write(&data, "#cloud-config\nhostname: h\n").unwrap();
+        user_data_server(&script, &data).unwrap();
+        let ask = |request: &str| {
+            use std::io::Write;
+            let mut child = Command::new("/bin/sh")
+                .arg(&script)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(request.as_bytes())
+                .unwrap();
+            String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+        };
+        let ok = ask("GET /user-data HTTP/1.1\r\nHost: 10.0.2.100\r\n\r\n");
+        assert_eq!(
+            ok,
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 26\r\n\
+             Connection: close\r\n\r\n#cloud-config\nhostname: h\n"
+        );
+        let missing = ask("GET /meta-data HTTP/1.1\r\n\r\n");
+        assert!(
+            missing.starts_with("HTTP/1.0 404 Not Found\r\n"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn direct_kernel_boot_adds_kernel_initrd_and_command_line() {
+        let mut m = machine();
+        m.kernel = Some(DirectKernel {
+            kernel: "/d/vmlinuz".into(),
+            initrd: "/d/initrd.img".into(),
+            cmdline: "console=ttyS0 -- cc.hostname=h".into(),
+        });
+        let a = args(&m);
+        assert_eq!(value_after(&a, "-kernel"), ["/d/vmlinuz"]);
+        assert_eq!(value_after(&a, "-initrd"), ["/d/initrd.img"]);
+        assert_eq!(
+            value_after(&a, "-append"),
+            ["console=ttyS0 -- cc.hostname=h"]
+        );
+        // The medium stays: the initrd finds the system image on it.
+        assert_eq!(
+            value_after(&a, "-drive"),
+            ["file=dist/oxos.iso,format=raw,if=ide,media=cdrom,readonly=on"]
+        );
     }
 
     #[test]
