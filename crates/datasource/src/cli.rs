@@ -16,7 +16,8 @@ or #compose wrapped into rancher.services), cloud-config-script (a #! script),
 metadata, and cloud-config.d/network.yml. See docs/datasources.md.
 
 Examples:
-  ros cloud-init-save --local-only --timeout 5     at boot, before the network
+  ros cloud-init-save --local-only --timeout 5     before the network
+  ros cloud-init-save --network-only --timeout 60  at boot, once the network is up
   ros cloud-init-save -d url:http://10.0.0.1/user-data";
 
 /// Fetch user-data and metadata and save them for the next config load.
@@ -30,8 +31,12 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     timeout: u64,
     /// Only the sources that need no network (cmdline, file, configdrive, nocloud)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "network_only")]
     local_only: bool,
+    /// Only the sources that need the network, and none when a local source
+    /// answered at this boot (PID 1 asks those before any service)
+    #[arg(long)]
+    network_only: bool,
     /// Use these sources instead of the config's (repeatable)
     #[arg(short = 'd', long = "datasource", value_name = "SOURCE")]
     datasources: Vec<String>,
@@ -82,10 +87,19 @@ async fn run(cli: Cli) -> Result<(), String> {
     for problem in &list.problems {
         eprintln!("ros cloud-init-save: {problem}");
     }
+    if cli.network_only {
+        if let Some(source) = crate::saved_at_boot(&cli.root) {
+            eprintln!(
+                "ros cloud-init-save: {source} answered at this boot; the network datasources are not asked"
+            );
+            return Ok(());
+        }
+    }
     let sources: Vec<_> = list
         .sources
         .into_iter()
         .filter(|s| !cli.local_only || s.is_local())
+        .filter(|s| !cli.network_only || !s.is_local())
         .collect();
     if sources.is_empty() {
         eprintln!("ros cloud-init-save: no datasource to ask");

@@ -244,7 +244,8 @@ enum Mounted<T> {
     /// It was mounted (or failed for a reason reading it in user space
     /// would not help with): the result of the read.
     Read(Attempt<T>),
-    /// The kernel lacks the file system, or mounting is not permitted.
+    /// The kernel lacks or refused the file system, or mounting is not
+    /// permitted.
     Unsupported(String),
 }
 
@@ -278,9 +279,6 @@ fn with_mounted<T>(
     };
     let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let mut last = None;
-    // Whether a type failed because the kernel lacks it or mounting is
-    // not permitted: reading in user space may then succeed.
-    let mut unsupported = false;
     for t in &types {
         match nix::mount::mount(Some(device), dir.path(), Some(*t), flags, None::<&str>) {
             Ok(()) => {
@@ -288,24 +286,18 @@ fn with_mounted<T>(
                 break;
             }
             Err(nix::errno::Errno::ENODEV) => {
-                unsupported = true;
-                last = Some(std::io::Error::other(format!(
-                    "the kernel does not support the {t} filesystem"
-                )))
+                last = Some(format!("the kernel does not support the {t} filesystem"))
             }
-            Err(nix::errno::Errno::EPERM) => {
-                unsupported = true;
-                last = Some(std::io::Error::other("mounting is not permitted"))
-            }
-            Err(e) => last = Some(std::io::Error::from(e)),
+            Err(nix::errno::Errno::EPERM) => last = Some("mounting is not permitted".into()),
+            Err(e) => last = Some(format!("{t}: {e}")),
         }
     }
+    // Whatever stopped the mount (a file system the kernel lacks, no
+    // permission, or one it refused: FAT without the NLS module of its
+    // default character set gives EINVAL), reading in user space may
+    // still succeed; its error then carries this one.
     if let Some(e) = last {
-        return if unsupported {
-            Mounted::Unsupported(format!("cannot mount {}: {e}", device.display()))
-        } else {
-            Mounted::Read(Err(mount_error(dir.path(), e)))
-        };
+        return Mounted::Unsupported(format!("cannot mount {}: {e}", device.display()));
     }
     tracing::debug!(source = name, device = %device.display(), "mounted read-only");
     let result = read(dir.path());

@@ -101,6 +101,6 @@ pub mod userdata;
 pub use error::{Error, Result};
 pub use fetch::{cloud_config_url, fetch, FetchOptions, Fetched};
 pub use metadata::Metadata;
-pub use save::{load_metadata, save, SavePaths};
+pub use save::{load_metadata, mark_saved_at_boot, save, saved_at_boot, SavePaths, SAVED_AT_BOOT};
 pub use source::{default_sources, parse_sources, Source, SourceList};
 pub use userdata::UserData;

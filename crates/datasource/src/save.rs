@@ -152,6 +152,25 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Where PID 1 notes which local datasource answered at this boot (under
+/// /run, so it lasts one boot): `ros cloud-init-save --network-only` then
+/// leaves the network datasources alone, as the first answer wins.
+pub const SAVED_AT_BOOT: &str = "/run/oxos/user-data-source";
+
+/// Notes under `root` that `source` answered at this boot.
+pub fn mark_saved_at_boot(root: &Path, source: &str) -> Result<()> {
+    let path = root.join(SAVED_AT_BOOT.trim_start_matches('/'));
+    write_atomic(&path, format!("{source}\n").as_bytes(), 0o644)
+}
+
+/// The source that answered at this boot before the network, if any.
+pub fn saved_at_boot(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join(SAVED_AT_BOOT.trim_start_matches('/')))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

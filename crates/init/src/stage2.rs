@@ -278,7 +278,15 @@ async fn cloud_init_save_local(merged: Option<&config::Config>) {
     options.scan_labels = false;
     match datasource::fetch(&local, &options).await {
         Ok(Some(fetched)) => match datasource::save(Path::new("/"), &fetched) {
-            Ok(()) => tracing::info!("user-data from {} saved", fetched.source),
+            Ok(()) => {
+                tracing::info!("user-data from {} saved", fetched.source);
+                // The first answer wins: cloud-init-execute then leaves
+                // the network datasources alone.
+                let source = fetched.source.to_string();
+                if let Err(e) = datasource::mark_saved_at_boot(Path::new("/"), &source) {
+                    tracing::warn!("cannot note that {source} answered: {e}");
+                }
+            }
             Err(e) => tracing::error!("cannot save user-data from {}: {e}", fetched.source),
         },
         Ok(None) => tracing::info!("no local datasource answered"),

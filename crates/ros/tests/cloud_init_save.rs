@@ -101,3 +101,92 @@ fn a_script_is_saved_executable_and_nothing_answering_is_not_an_error() {
     let bad = ros(root.path(), &["cloud-init-save", "-d", "packet"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("packet is not supported yet"));
 }
+
+/// One HTTP answer with `body` on a free port of 127.0.0.1; returns the URL.
+fn serve_once(body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((stream, _)) = listener.accept() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/user-data")
+}
+
+/// As the cloud-init-execute service runs it once the network is up:
+/// only the network sources are asked, and none when PID 1 noted that a
+/// local source answered at this boot (the first answer wins).
+#[test]
+fn network_only_asks_the_network_sources_unless_a_local_one_answered_at_boot() {
+    let root = tempfile::tempdir().unwrap();
+    let drive = root.path().join("media/config-2/openstack/latest");
+    std::fs::create_dir_all(&drive).unwrap();
+    std::fs::write(drive.join("user_data"), "#cloud-config\nhostname: local\n").unwrap();
+    let boot = root
+        .path()
+        .join("var/lib/rancher/conf/cloud-config.d/boot.yml");
+    let drive_entry = format!(
+        "configdrive:{}",
+        root.path().join("media/config-2").display()
+    );
+
+    // A local source alone: nothing to ask.
+    let save = ros(
+        root.path(),
+        &["cloud-init-save", "--network-only", "-d", &drive_entry],
+    );
+    let err = String::from_utf8_lossy(&save.stderr);
+    assert!(save.status.success(), "{err}");
+    assert!(err.contains("no datasource to ask"), "{err}");
+    assert!(!boot.exists());
+
+    // The url is asked, the config drive is not.
+    let url = serve_once("#cloud-config\nhostname: from-url\n");
+    let save = ros(
+        root.path(),
+        &[
+            "cloud-init-save",
+            "--network-only",
+            "-d",
+            &drive_entry,
+            "-d",
+            &format!("url:{url}"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&save.stderr);
+    assert!(save.status.success(), "{err}");
+    assert_eq!(
+        text(&ros(root.path(), &["config", "get", "hostname"])),
+        "from-url"
+    );
+
+    // PID 1 noted a local answer: the url is left alone.
+    std::fs::remove_file(&boot).unwrap();
+    datasource::mark_saved_at_boot(root.path(), &drive_entry).unwrap();
+    let url = serve_once("#cloud-config\nhostname: from-url\n");
+    let save = ros(
+        root.path(),
+        &[
+            "cloud-init-save",
+            "--network-only",
+            "-d",
+            &format!("url:{url}"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&save.stderr);
+    assert!(save.status.success(), "{err}");
+    assert!(err.contains("answered at this boot"), "{err}");
+    assert!(!boot.exists(), "nothing saved over the boot's answer");
+}
