@@ -95,17 +95,23 @@ fn prepare_root() {
     }
 }
 
-/// Saves the args after `--` as cloud-config.d/init.yml, sets the hostname
-/// from the merged config, and returns that config (None when it cannot be
-/// read, which is logged).
-fn apply_early_config(after_dashes: &[String]) -> Option<config::Config> {
-    let root = Root::default();
+/// Saves the args after `--` as cloud-config.d/init.yml, where every
+/// config load of this boot finds them (the first one chooses the
+/// datasources).
+fn save_after_dashes(after_dashes: &[String]) {
     let line = format!("-- {}", after_dashes.join(" "));
-    if let Err(e) =
-        config::layers::save_init_yml(&root, &config::cmdline::parse(&line).after_dashes)
-    {
+    if let Err(e) = config::layers::save_init_yml(
+        &Root::default(),
+        &config::cmdline::parse(&line).after_dashes,
+    ) {
         tracing::error!("cannot save the args after --: {e}");
     }
+}
+
+/// Sets the hostname from the merged config, and returns that config (None
+/// when it cannot be read, which is logged).
+fn apply_early_config() -> Option<config::Config> {
+    let root = Root::default();
     match config::load(&root) {
         Ok(merged) => {
             if let Ok(Some(serde_norway::Value::String(name))) = merged.get("hostname") {
@@ -313,8 +319,10 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         Ok(false) => {}
         Err(e) => tracing::warn!("cannot write {CA_BUNDLE}: {e}; HTTPS pulls will fail"),
     }
-    // The config as the state holds it before this boot's user-data; read
-    // once for the modules and the datasources.
+    // The config as the state holds it before this boot's user-data, with
+    // this boot's command line; read once for the modules and the
+    // datasources.
+    save_after_dashes(after_dashes);
     let early = match config::load(&Root::default()) {
         Ok(merged) => Some(merged),
         Err(e) => {
@@ -336,7 +344,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
             source,
         })?;
     rt.block_on(cloud_init_save_local(early.as_ref()));
-    let merged = apply_early_config(after_dashes);
+    let merged = apply_early_config();
     // This boot's user-data may name more modules (rancher.modules).
     if let (Some(index), Some(merged)) = (&modules, &merged) {
         load_user_modules(index, merged);
