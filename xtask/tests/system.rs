@@ -52,6 +52,12 @@ struct Boot<'a> {
     extra_disk: Option<&'a Path>,
     /// The guest's SSH port (22, or the cloud-config's rancher.ssh.port).
     ssh_guest_port: u16,
+    /// How the user-data reaches the guest (`xtask run --datasource`).
+    datasource: &'static str,
+    /// Metadata (JSON) beside the user-data on a drive (`--meta-data`).
+    meta_data: Option<String>,
+    /// Kernel command line words added by direct kernel boot (`--append`).
+    append: Option<String>,
 }
 
 impl<'a> Boot<'a> {
@@ -66,6 +72,9 @@ impl<'a> Boot<'a> {
             mem: 1024,
             extra_disk: None,
             ssh_guest_port: 22,
+            datasource: "config-drive",
+            meta_data: None,
+            append: None,
         }
     }
 
@@ -76,8 +85,25 @@ impl<'a> Boot<'a> {
             mem,
             extra_disk,
             ssh_guest_port: 22,
+            datasource: "config-drive",
+            meta_data: None,
+            append: None,
         }
     }
+}
+
+/// A new SSH key pair `dir/name`: the private key's path and the public
+/// key's line.
+fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "oxos-e2e", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(out.status.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
 }
 
 /// One running machine. Dropping it kills QEMU.
@@ -107,14 +133,7 @@ impl Vm {
             dist().display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("id_ed25519");
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "oxos-e2e", "-f"])
-            .arg(&key)
-            .output()
-            .expect("ssh-keygen (openssh-client) is needed");
-        assert!(out.status.success(), "ssh-keygen failed");
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let (key, public) = keypair(dir.path(), "id_ed25519");
         let cloud_config = dir.path().join("user-data.yml");
         std::fs::write(
             &cloud_config,
@@ -184,12 +203,21 @@ impl Vm {
             .args(["--ssh-guest-port", &boot.ssh_guest_port.to_string()])
             .arg("--cloud-config")
             .arg(self.dir.path().join("user-data.yml"))
+            .args(["--datasource", boot.datasource])
             .arg("--monitor")
             .arg(&self.monitor)
             .arg("--log")
             .arg(&self.log);
         if let Some(disk) = boot.extra_disk {
             cmd.arg("--extra-disk").arg(disk);
+        }
+        if let Some(meta) = &boot.meta_data {
+            let file = self.dir.path().join("meta-data.json");
+            std::fs::write(&file, meta).unwrap();
+            cmd.arg("--meta-data").arg(file);
+        }
+        if let Some(words) = &boot.append {
+            cmd.arg(format!("--append={words}"));
         }
         let out = cmd.output().expect("cannot run xtask run");
         assert!(
@@ -259,9 +287,14 @@ impl Vm {
     }
 
     fn ssh_command(&self, user: &str) -> Command {
+        self.ssh_command_with(user, &self.key)
+    }
+
+    /// As [`Vm::ssh_command`], logging in with the private key `key`.
+    fn ssh_command_with(&self, user: &str, key: &Path) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.arg("-i")
-            .arg(&self.key)
+            .arg(key)
             .args(["-p", &self.port.to_string()])
             .args([
                 "-o",
@@ -719,10 +752,10 @@ fn iso_in_512_mb_autoformats_runs_docker_and_obeys_the_power_button() {
     }
 }
 
-/// The ISO booted with 1024 MB, `cloud_config` (YAML appended to the
-/// config drive's user-data) and `extra_disk`, up and answering SSH.
-fn iso_up_with(cloud_config: &str, extra_disk: Option<&Path>) -> Vm {
-    let vm = Vm::start_with(&Boot::iso(1024, extra_disk), cloud_config);
+/// `boot` with `cloud_config` (as [`Vm::start_with`]), up and answering
+/// SSH.
+fn up_with(boot: &Boot, cloud_config: &str) -> Vm {
+    let vm = Vm::start_with(boot, cloud_config);
     vm.wait_serial("boot", "OxOS is up", BOOT_TIMEOUT);
     vm.eventually("ssh", "true", Duration::from_secs(240));
     vm
@@ -730,11 +763,22 @@ fn iso_up_with(cloud_config: &str, extra_disk: Option<&Path>) -> Vm {
 
 /// Cloud-config keys applied at boot, each checked as a user would: the
 /// host name, a file from write_files (content, mode, owner), a runcmd
-/// command, a sysctl value, and a module from rancher.modules.
+/// command, a sysctl value, and a module from rancher.modules. The
+/// user-data comes from the `url` datasource (over HTTP once the network is
+/// up), which the kernel command line chooses after `--`; a `cc.` key and
+/// rancher.modules come from the command line too.
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn cloud_config_keys_take_effect_at_boot() {
-    let vm = iso_up_with(
+    let mut boot = Boot::iso(1024, None);
+    boot.datasource = "url";
+    boot.append = Some(
+        "cc.hostname=cmdline-host rancher.modules=[dummy] \
+         -- rancher.cloud_init.datasources=[url:http://10.0.2.100/user-data]"
+            .into(),
+    );
+    let vm = up_with(
+        &boot,
         "hostname: cc-host\n\
          write_files:\n\
          \x20 - path: /etc/oxos-e2e/greeting\n\
@@ -745,11 +789,21 @@ fn cloud_config_keys_take_effect_at_boot() {
          \x20 - echo ran > /home/rancher/runcmd-ran\n\
          rancher:\n\
          \x20 sysctl:\n\
-         \x20   vm.swappiness: 13\n\
-         \x20 modules: [dummy]\n",
-        None,
+         \x20   vm.swappiness: 13\n",
     );
-    assert_eq!(vm.ok("hostname", "hostname").trim(), "cc-host");
+    // The command line's cc.hostname wins over the user-data's (COMPAT.md's
+    // merge order); the SSH key and the rest came over HTTP.
+    assert_eq!(vm.ok("hostname", "hostname").trim(), "cmdline-host");
+    let saved = vm.ok(
+        "user-data saved",
+        "sudo cat /var/lib/rancher/conf/cloud-config.d/boot.yml \
+         /var/lib/rancher/conf/cloud-config.d/init.yml",
+    );
+    assert!(saved.contains("hostname: cc-host"), "{saved}");
+    assert!(
+        saved.contains("url:http://10.0.2.100/user-data"),
+        "the args after -- are not in init.yml:\n{saved}"
+    );
     let file = vm.ok(
         "write_files",
         "stat -c '%a %U' /etc/oxos-e2e/greeting && cat /etc/oxos-e2e/greeting",
@@ -761,7 +815,10 @@ fn cloud_config_keys_take_effect_at_boot() {
         Duration::from_secs(60),
     );
     assert_eq!(vm.ok("sysctl", "cat /proc/sys/vm/swappiness").trim(), "13");
-    vm.ok("rancher.modules", "grep -q '^dummy ' /proc/modules");
+    vm.ok(
+        "rancher.modules on the command line",
+        "grep -q '^dummy ' /proc/modules",
+    );
 }
 
 /// `rancher.docker` options, `rancher.environment` and the proxy keys of
@@ -770,8 +827,18 @@ fn cloud_config_keys_take_effect_at_boot() {
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn docker_options_environment_and_proxy_reach_user_docker() {
+    // The user-data on a FAT config drive, with a metadata SSH key beside
+    // it, which is added to the user-data's.
+    let keys = tempfile::tempdir().unwrap();
+    let (meta_key, meta_public) = keypair(keys.path(), "metadata_key");
+    let mut boot = Boot::iso(1024, None);
+    boot.datasource = "config-drive-fat";
+    boot.meta_data = Some(format!(
+        r#"{{"hostname": "from-metadata", "public_keys": {{"e2e-meta": "{meta_public}"}}}}"#
+    ));
     // The proxy and registries are never contacted (nothing is pulled).
-    let vm = iso_up_with(
+    let vm = up_with(
+        &boot,
         "hostname: docker-opts\n\
          rancher:\n\
          \x20 network:\n\
@@ -784,8 +851,24 @@ fn docker_options_environment_and_proxy_reach_user_docker() {
          \x20   insecure_registry: [registry.e2e.invalid:5000]\n\
          \x20   extra_args: [--label, oxos.e2e=extra-args]\n\
          \x20   environment: [E2E_GREETING]\n",
-        None,
     );
+    // The user-data's host name wins over the metadata's; both keys log in.
+    assert_eq!(vm.ok("hostname", "hostname").trim(), "docker-opts");
+    let out = vm
+        .ssh_command_with("rancher", &meta_key)
+        .arg("cat ~/.ssh/authorized_keys")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let authorized = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the metadata's key does not log in: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(authorized.contains(&meta_public), "{authorized}");
+    let user_data_key = std::fs::read_to_string(vm.key.with_extension("pub")).unwrap();
+    assert!(authorized.contains(user_data_key.trim()), "{authorized}");
     vm.eventually(
         "docker",
         "docker version >/dev/null",
@@ -889,15 +972,26 @@ fn data_and_swap_disk(dir: &Path) -> PathBuf {
 fn bootcmd_and_mounts_with_swap() {
     let work = tempfile::tempdir().unwrap();
     let disk = data_and_swap_disk(work.path());
-    let vm = iso_up_with(
+    // From a NoCloud seed (`xtask run` names the datasource on the command
+    // line); rancher.modules of the user-data are loaded in the same boot.
+    let mut boot = Boot::iso(1024, Some(&disk));
+    boot.datasource = "nocloud";
+    let vm = up_with(
+        &boot,
         "hostname: mounts\n\
+         rancher:\n\
+         \x20 modules: [ipvlan]\n\
          bootcmd:\n\
          \x20 - echo first > /var/lib/rancher/bootcmd-ran\n\
          \x20 - [sh, -c, 'echo second >> /var/lib/rancher/bootcmd-ran']\n\
          mounts:\n\
          \x20 - [LABEL=E2EDATA, /mnt/data, ext4, ro]\n\
          \x20 - [/dev/vda2, none, swap, sw]\n",
-        Some(&disk),
+    );
+    assert_eq!(vm.ok("hostname", "hostname").trim(), "mounts");
+    vm.ok(
+        "rancher.modules from the user-data",
+        "grep -q '^ipvlan ' /proc/modules",
     );
     assert_eq!(
         vm.ok("bootcmd", "sudo cat /var/lib/rancher/bootcmd-ran"),
