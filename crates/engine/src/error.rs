@@ -16,6 +16,10 @@ pub enum Error {
     /// The request itself is wrong: bad JSON, bad option values (400).
     #[error("{0}")]
     InvalidArgument(String),
+    /// Refused by the container's configuration: writing into a read-only
+    /// root filesystem or volume (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// A Docker feature the system engine does not implement; names it (501).
     #[error("{0} is not supported by the system engine")]
     NotSupported(String),
@@ -37,6 +41,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::InvalidArgument(_) => 400,
+            Error::Forbidden(_) => 403,
             Error::NotSupported(_) => 501,
             Error::NotModified(_) => 304,
             Error::Image(e) => image_status(e),

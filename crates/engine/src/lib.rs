@@ -23,6 +23,10 @@
 //!   are applied by the supervisor with a doubling back-off, as in Docker.
 //! * The API ([`api`]) is axum over a unix socket, on a single-threaded tokio
 //!   runtime to keep the daemon small.
+//! * `PUT /containers/{id}/archive` ([`archive`]) extracts a tar into a
+//!   created, stopped or running container as the container sees its
+//!   files: in a private mount namespace of one thread, over the
+//!   container's overlay and volumes, chrooted into its root.
 //!
 //! ## Limitations
 //!
@@ -33,6 +37,7 @@
 //! * Logs are the json-file format only.
 
 pub mod api;
+pub mod archive;
 pub mod children;
 pub mod engine;
 pub mod error;

@@ -102,17 +102,9 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
         let _ = std::fs::remove_file(dir.join(f));
     }
 
+    ensure_mount_sources(rec)?;
     let mut mounts: Vec<BindMount> = Vec::new();
     for m in &rec.mounts {
-        if m.kind == "volume" {
-            std::fs::create_dir_all(&m.source)
-                .map_err(|e| Error::internal(format!("cannot create volume {}", m.source), e))?;
-        } else if !Path::new(&m.source).exists() {
-            // Docker creates a missing bind source as a directory.
-            std::fs::create_dir_all(&m.source).map_err(|e| {
-                Error::internal(format!("cannot create bind source {}", m.source), e)
-            })?;
-        }
         mounts.push(BindMount {
             source: m.source.clone().into(),
             destination: m.destination.clone(),
@@ -246,6 +238,22 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
         .map_err(|e| Error::internal("cannot encode run.json", e))?;
     fsutil::write_replace(&dir.join(runtime::protocol::RUN_CONFIG_FILE), &bytes)?;
     Ok(run)
+}
+
+/// Creates the directory of each volume, and each missing bind source (as
+/// a directory, as Docker does).
+pub fn ensure_mount_sources(rec: &Record) -> Result<()> {
+    for m in &rec.mounts {
+        if m.kind == "volume" {
+            std::fs::create_dir_all(&m.source)
+                .map_err(|e| Error::internal(format!("cannot create volume {}", m.source), e))?;
+        } else if !Path::new(&m.source).exists() {
+            std::fs::create_dir_all(&m.source).map_err(|e| {
+                Error::internal(format!("cannot create bind source {}", m.source), e)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts a root filesystem that a killed shim may have left mounted.

@@ -143,6 +143,7 @@ pub use error::Error;
 pub use model::{ContainerConfig, HistoryEntry, Image, ImageConfig};
 pub use pull::{PullOptions, PullProgress};
 pub use store::{ImageStore, LoadedImage, Removed};
+pub use unpack::decompressing_reader;
 
 // The engine calls the store from `spawn_blocking` and drives `pull` in
 // spawned tasks: these fail to compile if the bounds are lost.

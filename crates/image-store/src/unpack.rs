@@ -63,7 +63,14 @@ pub(crate) fn detect<R: Read>(mut r: R) -> io::Result<(Compression, impl Read)> 
 
 /// A reader that decompresses `r` according to its magic bytes.
 pub(crate) fn decompressed<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>> {
-    let (c, r) = detect(r).map_err(|e| Error::archive(format!("cannot read layer: {e}")))?;
+    decompressing_reader(r).map_err(|e| Error::archive(format!("cannot read layer: {e}")))
+}
+
+/// A reader of `r` decompressed as its first bytes tell: gzip, zstd, xz,
+/// or none. The layers' decoding, for other archives (the engine's
+/// `PUT /containers/{id}/archive`).
+pub fn decompressing_reader<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    let (c, r) = detect(r)?;
     Ok(match c {
         Compression::None => Box::new(r),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),

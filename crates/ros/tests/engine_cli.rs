@@ -755,3 +755,70 @@ fn malformed_request_body_gets_400_and_a_json_message() {
     let cli = &clis()[0];
     assert_eq!(container_list(&daemon, cli), Vec::<String>::new());
 }
+
+#[test]
+fn files_put_into_a_created_and_a_running_container_are_seen_inside() {
+    root_only!();
+    let daemon = Daemon::start();
+    let cli = &clis()[0];
+    load_busybox(&daemon, cli, IMAGE);
+
+    // Put before the first start: the container prints what it finds.
+    daemon.ok(
+        cli,
+        &[
+            "create",
+            "--name",
+            "reader",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/oxos/hello.txt; stat -c %a /etc/oxos/hello.txt",
+        ],
+    );
+    let tar = testkit::LayerBuilder::new()
+        .file("etc/oxos/hello.txt", b"put before the start\n", 0o640)
+        .finish();
+    let (status, body) = daemon
+        .http("PUT", "/v1.41/containers/reader/archive?path=/", Some(&tar))
+        .expect("request over the engine socket");
+    assert_eq!(
+        status,
+        200,
+        "PUT archive: {}",
+        String::from_utf8_lossy(&body)
+    );
+    daemon.ok(cli, &["start", "reader"]);
+    wait_state(&daemon, cli, "reader", "exited");
+    assert_eq!(
+        daemon.ok(cli, &["logs", "reader"]),
+        "put before the start\n640"
+    );
+
+    // Put into a running container: seen at once.
+    daemon.ok(
+        cli,
+        &["run", "-d", "--name", "running", IMAGE, "sleep", "1000"],
+    );
+    let tar = testkit::LayerBuilder::new()
+        .file("live.txt", b"put while running\n", 0o600)
+        .finish();
+    let (status, body) = daemon
+        .http(
+            "PUT",
+            "/v1.41/containers/running/archive?path=/tmp",
+            Some(&tar),
+        )
+        .expect("request over the engine socket");
+    assert_eq!(
+        status,
+        200,
+        "PUT archive: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        daemon.ok(cli, &["exec", "running", "cat", "/tmp/live.txt"]),
+        "put while running"
+    );
+    daemon.ok(cli, &["rm", "-f", "running"]);
+}

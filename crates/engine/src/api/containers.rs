@@ -1,6 +1,6 @@
 //! `/containers/...` and `/exec/...`.
 
-use super::{json_response, parse_body, AppState, Query};
+use super::{body_reader, json_response, parse_body, AppState, Query};
 use crate::engine::{Container, WaitCondition};
 use crate::error::Error;
 use crate::logs::{self, LogOptions};
@@ -105,6 +105,24 @@ pub async fn wait(State(engine): State<AppState>, Path(id): Path<String>, uri: U
         .header(header::CONTENT_TYPE, "application/json")
         .body(stream_body(rx))
         .unwrap_or_default())
+}
+
+/// `PUT /containers/{id}/archive?path=DIR`: the body, a tar archive (maybe
+/// compressed), extracted into DIR of the container (see [`crate::archive`]).
+pub async fn put_archive(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult {
+    let q = Query::from_uri(req.uri());
+    let path = q.get("path").unwrap_or_default().to_string();
+    let options = crate::archive::PutOptions {
+        no_overwrite_dir_non_dir: q.flag("noOverwriteDirNonDir"),
+    };
+    engine
+        .put_archive(&id, &path, options, body_reader(req.into_body()))
+        .await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 pub async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult {

@@ -1,12 +1,11 @@
 //! `/images/...`: list, inspect, load, pull, import, tag, remove.
 
-use super::{json_response, AppState, Query};
+use super::{body_reader, json_response, AppState, Query};
 use crate::error::Error;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
-use futures_util::TryStreamExt;
 use image_store::{ContainerConfig, Image, PullOptions, PullProgress, Removed};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -216,11 +215,6 @@ pub async fn remove(
 }
 
 /// Reads the request body as a blocking reader (for the store's tar readers).
-fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
-}
-
 /// POST /images/load: the whole archive is verified and committed before
 /// the answer, so that an error is a plain HTTP error with a message.
 pub async fn load(State(engine): State<AppState>, uri: Uri, req: Request) -> ApiResult {

@@ -15,7 +15,7 @@ use crate::error::Error;
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 
@@ -42,6 +42,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/attach", post(containers::attach))
         .route("/containers/{id}/exec", post(containers::exec_create))
+        .route(
+            "/containers/{id}/archive",
+            put(containers::put_archive)
+                .get(not_supported)
+                .head(not_supported),
+        )
         .route("/containers/{id}", delete(containers::remove))
         .route("/exec/{id}/start", post(containers::exec_start))
         .route("/exec/{id}/json", get(containers::exec_inspect))
@@ -143,6 +149,14 @@ impl Query {
 /// input yields what could be read, as Docker's Go server does.
 fn form_urlencoded(q: &str) -> Vec<(String, String)> {
     serde_urlencoded::from_str(q).unwrap_or_default()
+}
+
+/// A request body as a blocking reader, for work done off the async
+/// runtime (image loads, archive extraction).
+pub(crate) fn body_reader(body: Body) -> impl std::io::Read + Send + 'static {
+    use futures_util::TryStreamExt;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
 }
 
 /// Parses a JSON request body; a malformed body is a 400 that says where.
