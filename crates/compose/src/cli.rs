@@ -253,14 +253,17 @@ fn project_of(merged: &Config) -> Result<(Project, Environment), ComposeError> {
         .cloned()
         .unwrap_or(Value::Null);
     let project = Project::from_services(services)?;
-    let mut vars = BTreeMap::new();
+    let mut values = BTreeMap::new();
     if let Ok(Some(Value::Mapping(env))) = merged.get("rancher.environment") {
         for (k, v) in env {
-            let (Some(k), Some(v)) = (scalar(k), scalar(v)) else {
-                continue;
-            };
-            vars.insert(k, v);
+            if let Some(k) = scalar(k) {
+                values.insert(k, v.clone());
+            }
         }
+    }
+    let (vars, problems) = config::environment::variables(&values);
+    for problem in problems {
+        tracing::warn!("{problem}");
     }
     Ok((project, Environment::new(vars)))
 }

@@ -26,9 +26,8 @@ pub const LABEL_CONFIG_HASH: &str = "io.docker.compose.config-hash";
 /// A service asks for a variable by listing it without a value
 /// (`environment: [HTTP_PROXY]`); a name ending in `*` asks for every variable
 /// with that prefix (`HTTP*`). A key `SERVICE/NAME` in `rancher.environment`
-/// applies to that service only and wins over `NAME`. This is RancherOS's
-/// lookup (`ConfigEnvironment.Lookup`); a variable that is not found is left
-/// out, as it was there.
+/// applies to that service only and wins over `NAME`; a variable that is not
+/// found is left out. The rule is `config::environment`'s.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
@@ -40,24 +39,14 @@ impl Environment {
         Self { vars }
     }
 
-    /// The `NAME=value` entries that `name` resolves to for `service`.
+    /// The `NAME=value` entries that `name` resolves to for `service`
+    /// (`config::environment::lookup`, the rule User Docker's environment
+    /// follows too).
     pub fn lookup(&self, service: &str, name: &str) -> Vec<String> {
-        for key in [format!("{service}/{name}"), name.to_string()] {
-            if let Some(prefix) = key.strip_suffix('*') {
-                let found: Vec<String> = self
-                    .vars
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(prefix))
-                    .map(|(k, v)| format!("{}={v}", k.rsplit('/').next().unwrap_or(k)))
-                    .collect();
-                if !found.is_empty() {
-                    return found;
-                }
-            } else if let Some(value) = self.vars.get(&key) {
-                return vec![format!("{name}={value}")];
-            }
-        }
-        Vec::new()
+        config::environment::lookup(&self.vars, service, name)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
     }
 
     /// The environment of `service`: its `NAME=value` entries as they are, and

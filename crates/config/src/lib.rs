@@ -46,6 +46,7 @@
 
 pub mod cli;
 pub mod cmdline;
+pub mod environment;
 mod error;
 pub mod layers;
 pub mod model;

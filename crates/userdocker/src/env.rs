@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 
 use config::model::{EngineConfig, NetworkConfig};
-use config::Value;
 
 use crate::error::{Error, Result};
-use crate::flags::bad;
 
 /// The service name that `SERVICE/NAME` keys of `rancher.environment` must
 /// carry to apply to User Docker.
@@ -19,13 +17,15 @@ pub const SERVICE: &str = "docker";
 /// First the proxies (`HTTP_PROXY` and `http_proxy` from
 /// `rancher.network.http_proxy`, and the same for `https_proxy` and
 /// `no_proxy`: dockerd reads them when pulling), then `exported` (the
-/// options file's `export` lines), then `rancher.docker.environment`: `NAME=value` as it is, `NAME` and `PREFIX*`
-/// looked up in `rancher.environment` ([`lookup`]).
+/// options file's `export` lines), then `rancher.docker.environment`:
+/// `NAME=value` as it is, `NAME` and `PREFIX*` looked up in
+/// `rancher.environment` (`vars`, as `config::environment::variables` gives
+/// it) by `config::environment::lookup`, the rule of every other service.
 pub fn environment(
     docker: &EngineConfig,
     network: &NetworkConfig,
     exported: &[(String, String)],
-    vars: &BTreeMap<String, Value>,
+    vars: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (upper, value) in [
@@ -55,12 +55,12 @@ pub fn environment(
             }
             Some((name, value)) => add(&mut out, name.to_string(), value.to_string()),
             None => {
-                let found = lookup(vars, SERVICE, entry)?;
+                let found = config::environment::lookup(vars, SERVICE, entry);
                 if found.is_empty() {
                     tracing::debug!("{entry} is not in rancher.environment: left out");
                 }
                 for (name, value) in found {
-                    add(&mut out, name, value);
+                    add(&mut out, name.to_string(), value.to_string());
                 }
             }
         }
@@ -73,67 +73,13 @@ fn add(out: &mut Vec<(String, String)>, name: String, value: String) {
     out.push((name, value));
 }
 
-/// The variables that `name` resolves to for `service` in
-/// `rancher.environment` (`vars`), as the compose crate's
-/// `Environment::lookup` does for every other service: `SERVICE/NAME` wins
-/// over `NAME`; a name ending in `*` takes every variable with that prefix;
-/// a name that is not found gives nothing.
-///
-/// Written here rather than taken from the compose crate: that crate brings
-/// the engine client (bollard, tokio, reqwest) into a command that needs
-/// none of it. Unlike it, a value that is a list or a mapping is an error
-/// naming the key, rather than skipped.
-pub fn lookup(
-    vars: &BTreeMap<String, Value>,
-    service: &str,
-    name: &str,
-) -> Result<Vec<(String, String)>> {
-    let scoped = format!("{service}/");
-    for key in [format!("{scoped}{name}"), name.to_string()] {
-        let mut found = Vec::new();
-        if let Some(prefix) = key.strip_suffix('*') {
-            // An unscoped glob does not reach into other services' keys.
-            let wanted =
-                |k: &str| k.starts_with(prefix) && (k.starts_with(&scoped) || !k.contains('/'));
-            for (k, v) in vars.iter().filter(|(k, _)| wanted(k)) {
-                if let Some(text) = text(k, v)? {
-                    let short = k.rsplit('/').next().unwrap_or(k);
-                    found.push((short.to_string(), text));
-                }
-            }
-        } else if let Some(v) = vars.get(&key) {
-            if let Some(text) = text(&key, v)? {
-                found.push((name.to_string(), text));
-            }
-        }
-        if !found.is_empty() {
-            return Ok(found);
-        }
-    }
-    Ok(Vec::new())
-}
-
-/// A variable's value as text; `None` for null.
-fn text(key: &str, value: &Value) -> Result<Option<String>> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Bool(b) => Ok(Some(b.to_string())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(bad(
-            &format!("rancher.environment.{key}"),
-            "a string",
-            other,
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn vars(yaml: &str) -> BTreeMap<String, Value> {
-        serde_norway::from_str(yaml).unwrap()
+    fn vars(yaml: &str) -> BTreeMap<String, String> {
+        let values: BTreeMap<String, config::Value> = serde_norway::from_str(yaml).unwrap();
+        config::environment::variables(&values).0
     }
 
     fn pairs(list: &[(String, String)]) -> Vec<String> {
@@ -201,50 +147,29 @@ EMPTY: ~
     }
 
     #[test]
-    fn service_keys_win_over_plain_ones() {
+    fn a_service_key_for_docker_wins_and_another_services_does_not_reach_it() {
         let vars = vars(
             "
 HTTPS_PROXY: http://all:3129
-HTTP_PROXY: http://all:3128
 docker/HTTPS_PROXY: http://docker:3129
 console/HTTP_EXTRA: for-the-console
 ",
         );
-        let one = |service, name| pairs(&lookup(&vars, service, name).unwrap());
-        assert_eq!(
-            one("docker", "HTTPS_PROXY"),
-            ["HTTPS_PROXY=http://docker:3129"]
-        );
-        assert_eq!(one("ntp", "HTTPS_PROXY"), ["HTTPS_PROXY=http://all:3129"]);
-        // A glob that matches service keys takes only those, as compose does.
-        assert_eq!(one("docker", "HTTP*"), ["HTTPS_PROXY=http://docker:3129"]);
-        // Another service's keys are not reached by a plain glob.
-        assert_eq!(
-            one("ntp", "HTTP*"),
-            ["HTTPS_PROXY=http://all:3129", "HTTP_PROXY=http://all:3128"]
-        );
-        assert_eq!(one("console", "HTTP_E*"), ["HTTP_EXTRA=for-the-console"]);
+        let docker = EngineConfig {
+            environment: vec!["HTTPS_PROXY".into(), "*".into()],
+            ..Default::default()
+        };
+        let env = environment(&docker, &NetworkConfig::default(), &[], &vars).unwrap();
+        assert_eq!(pairs(&env), ["HTTPS_PROXY=http://docker:3129"]);
     }
 
     #[test]
-    fn a_variable_that_is_not_a_scalar_is_an_error_naming_it() {
-        let vars = vars("LIST: [a, b]");
-        let docker = EngineConfig {
-            environment: vec!["LIST".into()],
-            ..Default::default()
-        };
-        let err = environment(&docker, &NetworkConfig::default(), &[], &vars)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "rancher.environment.LIST: expected a string, found a list"
-        );
+    fn an_entry_without_a_name_is_an_error() {
         let docker = EngineConfig {
             environment: vec!["=x".into()],
             ..Default::default()
         };
-        let err = environment(&docker, &NetworkConfig::default(), &[], &vars)
+        let err = environment(&docker, &NetworkConfig::default(), &[], &BTreeMap::new())
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("rancher.docker.environment: expected NAME=value"));

@@ -124,12 +124,9 @@ pub fn launch(cfg: &CloudConfig, file: &DockerOpts, extra: &[String]) -> Result<
     args.extend(file.args.iter().cloned());
     args.extend(extra.iter().cloned());
 
-    let env = env::environment(
-        docker,
-        &cfg.rancher.network,
-        &file.env,
-        &cfg.rancher.environment,
-    )?;
+    let (vars, problems) = config::environment::variables(&cfg.rancher.environment);
+    warnings.extend(problems);
+    let env = env::environment(docker, &cfg.rancher.network, &file.env, &vars)?;
     warnings.extend(file.warnings.iter().cloned());
     Ok(Launch {
         args,
