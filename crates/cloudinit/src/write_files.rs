@@ -1,12 +1,15 @@
-//! `write_files`: decoding, owners, permissions and atomic writes.
+//! `write_files`: decoding, owners, permissions and atomic writes; and the
+//! entries for containers other than the console, which PID 1 puts into
+//! those containers before they start ([`for_containers`]).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
 use config::model::WriteFile;
-use config::Value;
+use config::{Config, Value};
 
 use crate::error::{Error, Result};
 
@@ -216,6 +219,111 @@ pub fn check_path(path: &str) -> Result<()> {
     }
 }
 
+/// The container a `write_files` entry is for: `None` for the console
+/// (no `container:`, an empty one, or `console`).
+pub fn other_container(entry: &WriteFile) -> Option<&str> {
+    match entry.container.as_deref().map(str::trim) {
+        None | Some("") | Some("console") => None,
+        Some(other) => Some(other),
+    }
+}
+
+/// A `write_files` file for a container other than the console, decoded
+/// and ready to be put into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerFile {
+    /// Absolute path in the container (checked by [`check_path`]).
+    pub path: String,
+    /// Permission bits (`permissions`, [`DEFAULT_MODE`] when unset).
+    pub mode: u32,
+    /// Numeric owner (`owner`; root when unset).
+    pub uid: u32,
+    pub gid: u32,
+    /// The decoded content.
+    pub content: Vec<u8>,
+}
+
+/// The files of each container, by container (service) name, in the order
+/// of `write_files`.
+pub type ServiceFiles = BTreeMap<String, Vec<ContainerFile>>;
+
+/// Every `write_files` entry whose `container:` names a container other
+/// than the console, decoded, by container; and the entries that could not
+/// be used, each as `write_files[N] PATH: why` (the others are still
+/// there). The console writes its own entries ([`crate::console`]); these
+/// are PID 1's, which puts them into each container before it starts.
+///
+/// Owners must be numeric (`uid`, `uid:gid`) or `root`: a name would have
+/// to be looked up in the container's own /etc/passwd, which is not read.
+pub fn for_containers(config: &Config) -> (ServiceFiles, Vec<crate::Failure>) {
+    let mut files = ServiceFiles::new();
+    let mut failures = Vec::new();
+    let entries = match config.get("write_files") {
+        Ok(Some(Value::Sequence(entries))) => entries,
+        // Not a list: the console reports it.
+        _ => return (files, failures),
+    };
+    for (i, value) in entries.iter().enumerate() {
+        let entry = match entry_from_value(value) {
+            Ok(e) => e,
+            Err(e) => {
+                // Which container it was for is unknown; say so only if
+                // it names one.
+                if let Value::Mapping(map) = value {
+                    if map
+                        .get("container")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| !matches!(c.trim(), "" | "console"))
+                    {
+                        failures.push(format!("write_files[{i}]: {e}"));
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(container) = other_container(&entry) else {
+            continue;
+        };
+        match container_file(&entry, container) {
+            Ok(file) => files.entry(container.to_owned()).or_default().push(file),
+            Err(e) => failures.push(format!("write_files[{i}] {}: {e}", entry.path)),
+        }
+    }
+    (files, failures)
+}
+
+/// One entry for `container`, decoded, its owner numeric.
+fn container_file(entry: &WriteFile, container: &str) -> Result<ContainerFile> {
+    check_path(&entry.path)?;
+    let content = decode(&entry.content, entry.encoding.as_deref())?;
+    let mode = match entry.permissions.as_deref() {
+        Some(p) if !p.trim().is_empty() => parse_mode(p)?,
+        _ => DEFAULT_MODE,
+    };
+    let owner = match entry.owner.as_deref() {
+        Some(o) if !o.trim().is_empty() => {
+            // Only root has a name known without the container's files.
+            parse_owner(o, "root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n").map_err(|_| {
+                Error::Owner {
+                    owner: o.to_owned(),
+                    reason: format!(
+                        "for container {container}, only numeric ids (uid, uid:gid) and root \
+                         can be used (its /etc/passwd is not read)"
+                    ),
+                }
+            })?
+        }
+        _ => Owner { uid: 0, gid: 0 },
+    };
+    Ok(ContainerFile {
+        path: entry.path.clone(),
+        mode,
+        uid: owner.uid,
+        gid: owner.gid,
+        content,
+    })
+}
+
 fn read_or_empty(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
@@ -318,6 +426,65 @@ mod tests {
         assert!(e.contains("no group wheel"), "{e}");
         assert!(p(":root").is_err());
         assert!(p("rancher:").is_err());
+    }
+
+    #[test]
+    fn entries_for_other_containers_are_decoded_by_container() {
+        let yaml = r#"
+write_files:
+  - {path: /etc/console-file, content: c}
+  - {path: /etc/console-too, content: c, container: console}
+  - path: /etc/ntp.conf
+    container: ntp
+    content: "server pool\n"
+  - path: /opt/run.sh
+    container: ntp
+    permissions: "0750"
+    owner: "1000:50"
+    encoding: b64
+    content: aGk=
+  - {path: /etc/x, container: docker, owner: root, content: x}
+  - {path: /etc/y, container: docker, owner: "33", content: y}
+  - {path: /etc/named, container: docker, owner: rancher, content: n}
+  - {path: /etc/bad, container: docker, encoding: b64, content: "!!"}
+  - {path: relative, container: docker, content: r}
+  - {path: /etc/mode, container: docker, permissions: "999", content: m}
+"#;
+        let config = Config::parse(yaml, Path::new("test.yml")).unwrap();
+        let (files, failures) = for_containers(&config);
+        let file = |path: &str, mode, uid, gid, content: &[u8]| ContainerFile {
+            path: path.into(),
+            mode,
+            uid,
+            gid,
+            content: content.to_vec(),
+        };
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["docker", "ntp"]);
+        assert_eq!(
+            files["ntp"],
+            [
+                file("/etc/ntp.conf", 0o644, 0, 0, b"server pool\n"),
+                file("/opt/run.sh", 0o750, 1000, 50, b"hi"),
+            ]
+        );
+        assert_eq!(
+            files["docker"],
+            [
+                file("/etc/x", 0o644, 0, 0, b"x"),
+                file("/etc/y", 0o644, 33, 33, b"y"),
+            ]
+        );
+        assert_eq!(failures.len(), 4, "{failures:#?}");
+        assert!(
+            failures[0].starts_with(
+                "write_files[6] /etc/named: owner \"rancher\": for container docker, only numeric ids"
+            ),
+            "{}",
+            failures[0]
+        );
+        assert!(failures[1].starts_with("write_files[7] /etc/bad: content is not valid base64"));
+        assert!(failures[2].starts_with("write_files[8] relative: path"));
+        assert!(failures[3].starts_with("write_files[9] /etc/mode: permissions"));
     }
 
     #[test]
