@@ -203,6 +203,9 @@ impl Job {
         // this thread's alone.
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
             .map_err(|e| Error::internal("cannot unshare the mount namespace", e))?;
+        // The umask is this thread's too now: modes are the archive's, and
+        // missing parents exactly 0755.
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         mount(
             None::<&str>,
             "/",
