@@ -31,9 +31,14 @@ What it does:
       2. runs runcmd in order: a string through /bin/sh -c, a list directly;
          output on stderr prefixed with runcmd[N]
 
+write_files entries with another container (container: ntp) are not written
+here: the system engine puts them into that container before each of its
+starts (PID 1 at boot, ros service up/start/restart); owners there must be
+numeric (uid or uid:gid) or root.
+
 A bad entry is logged with its index (or key) and the rest still applied;
 the exit code is 1 if anything failed. Not supported yet (logged per entry):
-write_files for another container, nfs mounts, the loop mount option.
+nfs mounts, the loop mount option.
 
 Examples:
   cat >> /var/lib/rancher/conf/cloud-config.yml <<EOF

@@ -33,6 +33,11 @@
 //! - [`console`] runs when the console container starts, in its filesystem:
 //!   the `write_files` entries meant for the console (no `container:` or
 //!   `container: console`) are written, then `runcmd` runs in order.
+//! - The `write_files` entries for other containers are not written here:
+//!   [`write_files::for_containers`] decodes them by container, and the
+//!   `compose` crate puts them into each container (a tar through the
+//!   engine's `PUT /containers/{id}/archive`) before every start of it, at
+//!   boot by PID 1 and with `ros service up/start/restart`.
 //!
 //! Every item is independent: a bad entry is logged (with its index or key,
 //! `bootcmd[2]: exit status 1`, `mounts[1]: /dev/vdb on /mnt/data: no such
@@ -47,8 +52,12 @@
 //!
 //! ## Limitations
 //!
-//! - `write_files` for any container other than the console: not supported
-//!   yet, logged as such per entry (and counted as a failure).
+//! - `write_files` for a container other than the console: written before
+//!   the container's next start only, so a container that already runs
+//!   gets a new entry when it is restarted (`rancher.restart_services`,
+//!   `ros service restart`). Its `owner` must be numeric (`uid`,
+//!   `uid:gid`) or `root`: names are not looked up in that container's
+//!   /etc/passwd, and such an entry is logged and skipped.
 //! - `mounts`: nfs and the `loop` option are not supported yet (a per-entry
 //!   error); a file is mounted only through a loop device set up beforehand
 //!   (in `bootcmd`, with losetup). Type `auto` does not probe the device as
@@ -264,14 +273,10 @@ pub fn console(config: &Config, root: &Path, run_commands: bool) -> Vec<Failure>
                     }
                 };
                 let path = &entry.path;
-                match entry.container.as_deref() {
-                    None | Some("") | Some("console") => {}
-                    Some(other) => {
-                        fail(format!(
-                            "not supported yet: write_files[{i}] for container {other} ({path})"
-                        ));
-                        continue;
-                    }
+                if let Some(other) = write_files::other_container(&entry) {
+                    // PID 1 puts it into that container before it starts.
+                    tracing::debug!("write_files[{i}]: {path} is for container {other}, skipped");
+                    continue;
                 }
                 match write_files::write_entry(root, &entry) {
                     Ok(()) => tracing::info!("write_files[{i}]: wrote {path}"),

@@ -6,7 +6,9 @@
 //! fills the services' environment. Services with `io.rancher.os.scope:
 //! system` run in the system engine, the others in User Docker.
 //! `enable`, `disable` and `delete` edit `rancher.services_include` in
-//! /var/lib/rancher/conf/cloud-config.yml, written atomically.
+//! /var/lib/rancher/conf/cloud-config.yml, written atomically. `up`,
+//! `start` and `restart` put the config's `write_files` entries with
+//! `container: SERVICE` into that service's container before starting it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -26,6 +28,8 @@ Services come from rancher.services of the merged config; system services
 (io.rancher.os.scope: system) run in the system engine, the others in User
 Docker. Service names may be given to act on some only; up also brings up
 what they depend on (io.rancher.os.after, volumes_from, container: links).
+up, start and restart first write the write_files entries whose container
+is the service into its container (owners numeric or root).
 
 Examples:
   ros service up                  bring up every service, in dependency order
@@ -181,15 +185,24 @@ pub struct Loaded {
     pub warnings: Vec<String>,
     /// `rancher.restart_services`.
     pub restart_services: Vec<String>,
+    /// The `write_files` entries for the services' containers (all but the
+    /// console's), by service.
+    pub files: crate::files::ServiceFiles,
+    /// `write_files` entries for containers that could not be used (each
+    /// names `write_files[N]` and why); they are not written, the others
+    /// are.
+    pub errors: Vec<String>,
 }
 
 /// The project and environment of the merged config under `root`: the
 /// services of `rancher.services`, then those of each enabled
 /// `rancher.services_include` entry (downloads cached under
-/// /var/lib/rancher/cache).
+/// /var/lib/rancher/cache); and the `write_files` entries for the
+/// services' containers.
 pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
     let merged = config::load(root)?;
     let (mut project, env) = project_of(&merged)?;
+    let (files, errors) = cloudinit::write_files::for_containers(&merged);
     let model: config::model::CloudConfig = merged.typed()?;
     let mut warnings = Vec::new();
     let enabled: Vec<&String> = model
@@ -215,19 +228,31 @@ pub async fn load_project(root: &Root) -> Result<Loaded, ComposeError> {
             Err(e) => warnings.push(e.to_string()),
         }
     }
+    for (container, list) in &files {
+        if project.get(container).is_none() {
+            let paths: Vec<&str> = list.iter().map(|f| f.path.as_str()).collect();
+            warnings.push(format!(
+                "write_files: container {container} is not a service of the config; {} not written",
+                paths.join(", ")
+            ));
+        }
+    }
     Ok(Loaded {
         project,
         env,
         warnings,
         restart_services: model.rancher.restart_services,
+        files,
+        errors,
     })
 }
 
 /// A reload for [`up::up`]: loads the project again, printing the
-/// warnings with `warn`.
+/// warnings with `warn` and the errors with `error`.
 pub fn reloader(
     root: Root,
     warn: fn(&str),
+    error: fn(&str),
 ) -> impl FnMut() -> futures_util::future::BoxFuture<'static, Result<up::Reloaded, ComposeError>> {
     move || {
         let root = root.clone();
@@ -236,9 +261,13 @@ pub fn reloader(
             for w in &loaded.warnings {
                 warn(w);
             }
+            for e in &loaded.errors {
+                error(e);
+            }
             Ok(up::Reloaded {
                 project: loaded.project,
                 env: loaded.env,
+                files: loaded.files,
                 restart: loaded.restart_services,
             })
         })
@@ -319,16 +348,24 @@ async fn execute(cli: Cli) -> Result<i32, CliError> {
     for warning in &loaded.warnings {
         eprintln!("ros service: warning: {warning}");
     }
+    for error in &loaded.errors {
+        eprintln!("ros service: error: {error}");
+    }
     let (project, env) = (loaded.project, loaded.env);
     let ctx = Context {
         project: "os".into(),
         engines: engines(&root),
         env,
+        files: loaded.files,
         progress: &progress_line,
     };
     let code = match cli.command {
         Command::Up { services } => {
-            let mut reload = reloader(root.clone(), |w| eprintln!("ros service: warning: {w}"));
+            let mut reload = reloader(
+                root.clone(),
+                |w| eprintln!("ros service: warning: {w}"),
+                |e| eprintln!("ros service: error: {e}"),
+            );
             steps_code(&up::up(&ctx, &project, &services, Some(&mut reload)).await?)
         }
         Command::Start { services } => {

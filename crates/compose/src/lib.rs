@@ -32,6 +32,12 @@
 //!   starts, stops, restarts, removes, kills, lists, pulls and shows the logs
 //!   of a project's containers. A failing service is reported and does not
 //!   stop the others.
+//! * [`files`] puts the config's `write_files` entries for a service's
+//!   container (`container: SERVICE`, decoded by the cloudinit crate) into
+//!   it before each start: one tar through the engine's
+//!   `PUT /containers/{id}/archive`. They come with the project
+//!   ([`cli::load_project`]) and reach [`up`] in [`up::Context::files`]
+//!   and [`up::Reloaded::files`].
 //! * [`cli`] is `ros service`, over the merged cloud-config.
 //!
 //! # Limitations
@@ -48,6 +54,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod files;
 pub mod include;
 mod project;
 mod service;

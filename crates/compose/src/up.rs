@@ -13,6 +13,9 @@
 //!    anew when it changed (or on every up with
 //!    `io.docker.compose.rebuild: always`; never with `false`);
 //! 3. creates it, and starts it unless it is `io.rancher.os.createonly`;
+//!    before each start, puts the service's files into its container
+//!    ([`Context::files`], the config's `write_files` entries for it, see
+//!    [`crate::files`]);
 //! 4. waits for it to exit when it is `io.rancher.os.detach: "false"`, and
 //!    counts a non-zero exit as a failure;
 //! 5. after an `io.rancher.os.reloadconfig` service, asks the caller for the
@@ -36,6 +39,7 @@ use engine_client::client::Engine;
 use futures_util::StreamExt;
 
 use crate::container::{create_body, ignored_fields, Environment, LABEL_CONFIG_HASH};
+use crate::files::{self, ContainerFile, ServiceFiles};
 use crate::{ComposeError, Project, Service};
 
 /// The two engines services run in.
@@ -97,6 +101,9 @@ pub struct Context<'a> {
     pub engines: Engines,
     /// `rancher.environment`.
     pub env: Environment,
+    /// Files put into a service's container before each start of it
+    /// (`write_files` entries with `container: SERVICE`).
+    pub files: ServiceFiles,
     /// Receives one line per thing done ("Starting network").
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -109,6 +116,8 @@ pub struct Reloaded {
     pub project: Project,
     /// `rancher.environment` as it is now.
     pub env: Environment,
+    /// The services' files as they are now (see [`Context::files`]).
+    pub files: ServiceFiles,
     /// Services to restart when this `up` has already started them.
     pub restart: Vec<String>,
 }
@@ -162,6 +171,7 @@ pub async fn up(
 ) -> Result<Vec<Step>, ComposeError> {
     let mut project = project.clone();
     let mut env = ctx.env.clone();
+    let mut service_files = ctx.files.clone();
     let mut todo = selection(&project, names)?;
     let mut done: Vec<Step> = Vec::new();
     while let Some(name) = todo.first().cloned() {
@@ -169,7 +179,7 @@ pub async fn up(
         let Some(service) = project.get(&name).cloned() else {
             continue;
         };
-        let result = up_one(ctx, &env, &name, &service).await;
+        let result = up_one(ctx, &env, files::of(&service_files, &name), &name, &service).await;
         let done_step = step(ctx, name, result);
         let reloads = service.reload_config() && !matches!(done_step.outcome, Outcome::Failed(_));
         done.push(done_step);
@@ -180,7 +190,9 @@ pub async fn up(
                         (ctx.progress)("Reloading the configuration");
                         project = reloaded.project;
                         env = reloaded.env;
-                        restart_started(ctx, &project, &done, &reloaded.restart).await;
+                        service_files = reloaded.files;
+                        restart_started(ctx, &project, &service_files, &done, &reloaded.restart)
+                            .await;
                         // The same selection in the new project, minus what is done.
                         let wanted = if names.is_empty() {
                             Vec::new()
@@ -208,8 +220,15 @@ pub async fn up(
 
 /// Restarts each service of `names` that `done` shows started and running
 /// (a one-shot that completed, a volume container or a failure is left
-/// alone; a service not started yet will start with the new config anyway).
-async fn restart_started(ctx: &Context<'_>, project: &Project, done: &[Step], names: &[String]) {
+/// alone; a service not started yet will start with the new config anyway),
+/// with its files of the new config.
+async fn restart_started(
+    ctx: &Context<'_>,
+    project: &Project,
+    service_files: &ServiceFiles,
+    done: &[Step],
+    names: &[String],
+) {
     for name in names {
         let started = done.iter().any(|s| {
             &s.service == name && matches!(s.outcome, Outcome::Running | Outcome::UpToDate)
@@ -221,8 +240,9 @@ async fn restart_started(ctx: &Context<'_>, project: &Project, done: &[Step], na
             continue;
         }
         (ctx.progress)(&format!("Restarting {name} (rancher.restart_services)"));
-        if let Err(e) = act_one(ctx, name, service, Action::Restart(Duration::from_secs(10))).await
-        {
+        let restart = Action::Restart(Duration::from_secs(10));
+        let files = files::of(service_files, name);
+        if let Err(e) = act_one(ctx, name, service, restart, files).await {
             (ctx.progress)(&format!("cannot restart {name}: {e}"));
         }
     }
@@ -249,6 +269,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 async fn up_one(
     ctx: &Context<'_>,
     env: &Environment,
+    files: &[ContainerFile],
     name: &str,
     service: &Service,
 ) -> Result<Outcome, ComposeError> {
@@ -323,7 +344,7 @@ async fn up_one(
             if service.create_only() || (running && service.detach()) {
                 return Ok(Outcome::UpToDate);
             }
-            return start(ctx, &engine, name, service).await;
+            return start(ctx, &engine, name, service, files).await;
         }
     }
     debug_assert!(!running);
@@ -341,16 +362,19 @@ async fn up_one(
     if service.create_only() {
         return Ok(Outcome::Created);
     }
-    start(ctx, &engine, name, service).await
+    start(ctx, &engine, name, service, files).await
 }
 
-/// Starts a created container; waits for it when it does not detach.
+/// Starts a created container, its files put in first; waits for it when
+/// it does not detach.
 async fn start(
     ctx: &Context<'_>,
     engine: &Engine,
     name: &str,
     service: &Service,
+    files: &[ContainerFile],
 ) -> Result<Outcome, ComposeError> {
+    files::put(engine, name, files, ctx.progress).await?;
     (ctx.progress)(&format!("Starting {name}"));
     engine
         .docker()
@@ -436,17 +460,20 @@ pub async fn act(
         let Some(service) = project.get(&name) else {
             continue;
         };
-        let result = act_one(ctx, &name, service, action).await;
+        let result = act_one(ctx, &name, service, action, files::of(&ctx.files, &name)).await;
         steps.push(step(ctx, name, result));
     }
     Ok(steps)
 }
 
+/// One action on one container; `files` are put into it before a start or
+/// a restart.
 async fn act_one(
     ctx: &Context<'_>,
     name: &str,
     service: &Service,
     action: Action,
+    files: &[ContainerFile],
 ) -> Result<Outcome, ComposeError> {
     let engine = ctx.engines.for_service(service)?;
     let docker = engine.docker();
@@ -456,6 +483,7 @@ async fn act_one(
             if service.create_only() {
                 return Ok(Outcome::UpToDate);
             }
+            files::put(&engine, name, files, ctx.progress).await?;
             (ctx.progress)(&format!("Starting {name}"));
             docker
                 .start_container(
@@ -480,6 +508,10 @@ async fn act_one(
             if service.create_only() {
                 return Ok(Outcome::UpToDate);
             }
+            // Into the running container (the engine writes into its
+            // mounted root), then the restart: the engine's restart stays
+            // one operation.
+            files::put(&engine, name, files, ctx.progress).await?;
             (ctx.progress)(&format!("Restarting {name}"));
             docker
                 .restart_container(

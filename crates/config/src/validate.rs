@@ -264,7 +264,7 @@ pub const SCHEMA: Node = Node::Map(&[
             done("encoding"),
             done("owner"),
             done("permissions"),
-            leaf("container"),
+            done("container"),
         ])),
         Status::Implemented,
     ),

@@ -490,21 +490,29 @@ async fn preload_images(engine: &Arc<engine::Engine>) {
 /// [`retry_failed_services`]; the others do not wait for them.
 async fn bring_up_services(started: Instant) -> Vec<String> {
     let root = Root::default();
-    let (project, env) = match compose::cli::load_project(&root).await {
+    let loaded = match compose::cli::load_project(&root).await {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 tracing::warn!("services: {warning}");
             }
-            (loaded.project, loaded.env)
+            for error in &loaded.errors {
+                tracing::error!("services: {error}");
+            }
+            loaded
         }
         Err(e) => {
             tracing::error!("services: {e}");
             return Vec::new();
         }
     };
+    let project = loaded.project;
     let progress = |line: &str| tracing::info!("{line}");
-    let ctx = services_context(env, &progress);
-    let mut reload = compose::cli::reloader(root, |w| tracing::warn!("services: {w}"));
+    let ctx = services_context(loaded.env, loaded.files, &progress);
+    let mut reload = compose::cli::reloader(
+        root,
+        |w| tracing::warn!("services: {w}"),
+        |e| tracing::error!("services: {e}"),
+    );
     match compose::up::up(&ctx, &project, &[], Some(&mut reload)).await {
         Ok(steps) => {
             let failed = failed_services(&steps);
@@ -531,9 +539,11 @@ async fn bring_up_services(started: Instant) -> Vec<String> {
 }
 
 /// How the `os` project is brought up by PID 1: both engines at their
-/// sockets, progress to the log.
+/// sockets, the `write_files` entries for the services' containers (put
+/// into each before it starts), progress to the log.
 fn services_context<'a>(
     env: compose::container::Environment,
+    files: compose::files::ServiceFiles,
     progress: &'a (dyn Fn(&str) + Sync),
 ) -> compose::up::Context<'a> {
     compose::up::Context {
@@ -543,6 +553,7 @@ fn services_context<'a>(
             user: "/var/run/docker.sock".into(),
         },
         env,
+        files,
         progress,
     }
 }
@@ -600,8 +611,10 @@ async fn retry_failed_services(mut failed: Vec<String>) {
         if failed.is_empty() {
             break;
         }
+        // The write_files errors were logged at boot; a retry uses what
+        // can be used of the config as it is now.
         let progress = |line: &str| tracing::info!("{line}");
-        let ctx = services_context(loaded.env, &progress);
+        let ctx = services_context(loaded.env, loaded.files, &progress);
         match compose::up::up(&ctx, &loaded.project, &failed, None).await {
             Ok(steps) => {
                 let still = failed_services(&steps);

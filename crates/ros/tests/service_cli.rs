@@ -441,3 +441,105 @@ rancher:
     assert_ne!(f.id(&f.system, "always"), always_id, "{again}");
     assert_eq!(f.id(&f.system, "kept"), kept_id, "{again}");
 }
+
+#[test]
+fn write_files_for_a_container_are_put_into_it_before_each_start() {
+    if !require_root() {
+        return;
+    }
+    // `reader` (system engine) and `user-reader` (the second engine,
+    // standing for User Docker) print the files put into them; `sealed`
+    // has a read-only root, so its file cannot be written and it fails.
+    let config = |content: &str| {
+        format!(
+            r#"
+write_files:
+  - path: /etc/oxos/greeting
+    container: reader
+    permissions: "0640"
+    owner: "1000:50"
+    content: "{content}\n"
+  - path: /etc/oxos/named-owner
+    container: reader
+    owner: rancher
+    content: never
+  - path: /srv/user
+    container: user-reader
+    encoding: b64
+    content: ZnJvbSB1c2VyLWRhdGEK
+  - path: /etc/oxos/console-only
+    content: console
+  - path: /etc/nowhere
+    container: absent
+    content: x
+  - path: /tmp/sealed
+    container: sealed
+    content: s
+rancher:
+  services:
+    reader:
+      image: oxos-test/busybox:latest
+      command: sh -c 'cat /etc/oxos/greeting; stat -c "%a %u %g" /etc/oxos/greeting; ls /etc/oxos; exec sleep 1000'
+      labels: {{io.rancher.os.scope: system}}
+    user-reader:
+      image: oxos-test/busybox:latest
+      command: sh -c 'cat /srv/user; exec sleep 1000'
+    sealed:
+      image: oxos-test/busybox:latest
+      command: sleep 1000
+      read_only: true
+      labels: {{io.rancher.os.scope: system}}
+"#
+        )
+    };
+    let f = Fixture::new(&config("first"));
+    let up = f.ros(&["service", "up"]);
+    assert_eq!(up.code(), Some(1), "{}", up.describe("sealed fails"));
+    let err = up.stderr();
+    assert!(
+        err.contains(
+            "error: write_files[1] /etc/oxos/named-owner: owner \"rancher\": for container reader, only numeric ids"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("write_files: container absent is not a service of the config; /etc/nowhere not written"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sealed: failed: service sealed: cannot write /tmp/sealed (write_files) into its container:")
+            && err.contains("read-only"),
+        "{err}"
+    );
+    let logs = wait_for_logs(&f, "reader", "greeting");
+    assert_eq!(logs, "first\n640 1000 50\ngreeting\n", "{err}");
+    assert_eq!(
+        wait_for_logs(&f, "user-reader", "from user-data"),
+        "from user-data\n"
+    );
+
+    // A changed entry reaches the running container at its restart.
+    std::fs::write(
+        f.root.path().join("var/lib/rancher/conf/cloud-config.yml"),
+        config("second"),
+    )
+    .unwrap();
+    let restart = f.ok(&["service", "restart", "reader"]).stderr();
+    assert!(
+        restart.contains("Writing /etc/oxos/greeting into reader (write_files)"),
+        "{restart}"
+    );
+    wait_for_logs(&f, "reader", "second");
+}
+
+/// The logs of `service` once they contain `text`.
+fn wait_for_logs(f: &Fixture, service: &str, text: &str) -> String {
+    common::wait_for(
+        &format!("{service}'s logs to show {text:?}"),
+        common::POLL_TIMEOUT,
+        || {
+            let logs = f.ok(&["service", "logs", service]).stdout();
+            logs.contains(text).then_some(logs)
+        },
+    )
+}
