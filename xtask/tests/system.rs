@@ -1059,8 +1059,8 @@ fn a_config_file_with_a_yaml_error_is_left_out_and_named() {
     wait_services_up(&vm, "services with a broken file");
 }
 
-/// `rancher.services` and `services_include`: a custom system service, a
-/// user-scope service (in User Docker), a service from an included file
+/// `rancher.services` and `services_include`: a custom system service (that
+/// reads a file `write_files` put into its container), a user-scope service (in User Docker), a service from an included file
 /// (written by bootcmd, found when the config is read again after
 /// cloud-init-execute); a service whose command fails is restarted with a
 /// growing back-off and one whose image is missing is tried again until the
@@ -1074,6 +1074,11 @@ fn services_retries_restart_services_and_ssh_port() {
     let base = format!("oxos/os-base:{version}");
     let cloud_config = format!(
         "hostname: services-host\n\
+         write_files:\n\
+         \x20 - container: e2e-system\n\
+         \x20   path: /etc/e2e/for-e2e-system\n\
+         \x20   permissions: \"0600\"\n\
+         \x20   content: written into e2e-system\n\
          bootcmd:\n\
          \x20 - \"printf 'e2e-included:\\n  image: {base}\\n  command: [sleep, \\\"100000\\\"]\\n  labels: {{io.rancher.os.scope: system}}\\n' > /var/lib/rancher/conf/e2e-included.yml\"\n\
          rancher:\n\
@@ -1084,7 +1089,7 @@ fn services_retries_restart_services_and_ssh_port() {
          \x20 services:\n\
          \x20   e2e-system:\n\
          \x20     image: {base}\n\
-         \x20     command: [sh, -c, \"echo up > /var/log/e2e-system; exec sleep 100000\"]\n\
+         \x20     command: [sh, -c, \"cat /etc/e2e/for-e2e-system > /var/log/e2e-system; exec sleep 100000\"]\n\
          \x20     restart: always\n\
          \x20     volumes: [\"/var/log:/var/log\"]\n\
          \x20     labels: {{io.rancher.os.scope: system}}\n\
@@ -1127,10 +1132,26 @@ fn services_retries_restart_services_and_ssh_port() {
         .unwrap_or_else(|| vm.fail("boot", "no line names the failed services"));
     assert!(failed.contains("e2e-late"), "{failed}");
     wait_services_up(&vm, "default services");
+    // Its command read the file that write_files put into its container
+    // before it started.
     vm.eventually(
-        "custom system service",
-        "sudo system-docker ps --format '{{.Names}}' | grep -qx e2e-system && grep -qx up /var/log/e2e-system",
+        "custom system service with a file from write_files",
+        "sudo system-docker ps --format '{{.Names}}' | grep -qx e2e-system \
+         && grep -qx 'written into e2e-system' /var/log/e2e-system",
         Duration::from_secs(60),
+    );
+    assert_eq!(
+        vm.ok(
+            "write_files mode in the container",
+            "sudo system-docker exec e2e-system stat -c %a /etc/e2e/for-e2e-system"
+        )
+        .trim(),
+        "600"
+    );
+    // Not in the console, whose file system is another.
+    vm.ok(
+        "write_files not in the console",
+        "test ! -e /etc/e2e/for-e2e-system",
     );
     vm.eventually(
         "service from services_include",
