@@ -272,13 +272,16 @@ pub fn make_config_drive(
         .transpose()?;
     let _ = std::fs::remove_dir_all(work);
     let _ = std::fs::remove_file(out);
+    // The tools' messages go to stderr: `xtask run --detach` prints only
+    // QEMU's pid and log on stdout, which callers parse.
     let iso = |label: &str| {
         crate::cmd::run_step(
             "config drive",
             Command::new("xorriso")
                 .args(["-as", "mkisofs", "-quiet", "-J", "-R", "-V", label, "-o"])
                 .arg(out)
-                .arg(work),
+                .arg(work)
+                .stdout(std::io::stderr()),
         )
     };
     match source {
@@ -299,7 +302,8 @@ pub fn make_config_drive(
                 Command::new("mkfs.fat")
                     .args(["-C", "-n", "config-2"])
                     .arg(out)
-                    .arg("4096"),
+                    .arg("4096")
+                    .stdout(std::io::stderr()),
             )?;
             crate::cmd::run_step(
                 "config drive (FAT) files",
@@ -307,7 +311,8 @@ pub fn make_config_drive(
                     .args(["-s", "-Q", "-i"])
                     .arg(out)
                     .arg(work.join("openstack"))
-                    .arg("::/"),
+                    .arg("::/")
+                    .stdout(std::io::stderr()),
             )?;
         }
         Datasource::Url => return Ok(false),
