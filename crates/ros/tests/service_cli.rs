@@ -181,7 +181,9 @@ fn a_project_comes_up_in_order_with_its_volume_environment_and_logs() {
 
     // Logs of one service, bare; environment filled from rancher.environment
     // (a bare name, a glob; an unknown name is left out).
-    let second = f.ok(&["service", "logs", "second"]).stdout();
+    // A detached service may still be writing when `up` returns: wait for
+    // its last line, then compare the whole.
+    let second = wait_for_logs(&f, "second", "PROXY_B=b\n");
     assert_eq!(
         second, "second saw first\ngreeting=hello\nPROXY_A=a\nPROXY_B=b\n",
         "logs of second"
@@ -189,9 +191,10 @@ fn a_project_comes_up_in_order_with_its_volume_environment_and_logs() {
     let env = f.system.system_docker(&["exec", "second", "env"]).stdout();
     assert!(!env.contains("UNSET_VARIABLE"), "{env}");
     assert_eq!(
-        f.ok(&["service", "logs", "third"]).stdout(),
+        wait_for_logs(&f, "third", "third saw setup ran\n"),
         "third saw setup ran\n"
     );
+    wait_for_logs(&f, "first", "first started\n");
     // Several services: each line names its service; --lines keeps the last N.
     let all = f.ok(&["service", "logs", "setup", "first"]).stdout();
     assert!(all.contains("setup | setup done\n"), "{all}");
@@ -202,10 +205,7 @@ fn a_project_comes_up_in_order_with_its_volume_environment_and_logs() {
     assert_eq!(last, "PROXY_B=b\n");
 
     // The user-scope service runs in User Docker, not in the system engine.
-    assert_eq!(
-        f.ok(&["service", "logs", "user-app"]).stdout(),
-        "user app\n"
-    );
+    assert_eq!(wait_for_logs(&f, "user-app", "user app\n"), "user app\n");
     assert!(f
         .user
         .system_docker(&["inspect", "user-app"])
@@ -380,7 +380,7 @@ fn an_enabled_service_from_a_repository_comes_up_and_a_missing_one_is_named() {
         err.contains("services_include missing-one:"),
         "the entry that cannot be found is named: {err}"
     );
-    assert_eq!(f.ok(&["service", "logs", "extra"]).stdout(), "extra here\n");
+    assert_eq!(wait_for_logs(&f, "extra", "extra here\n"), "extra here\n");
 }
 
 #[test]
@@ -427,7 +427,7 @@ rancher:
     let up = f.ok(&["service", "up"]).stderr();
     assert!(up.contains("Reloading the configuration"), "{up}");
     assert_eq!(
-        f.ok(&["service", "logs", "late"]).stdout(),
+        wait_for_logs(&f, "late", "late came up\n"),
         "late came up\n",
         "a service added by a reloadconfig service comes up in the same up:\n{up}"
     );
