@@ -227,7 +227,12 @@ mod tests {
         tx.send(true).unwrap();
         let starts = task.await.unwrap();
         let lines = std::fs::read_to_string(&log).unwrap().lines().count() as u32;
-        assert_eq!(lines, starts);
+        // Every start ran the program; the last one may have been stopped
+        // before it wrote its line.
+        assert!(
+            lines == starts || lines + 1 == starts,
+            "{lines} lines for {starts} starts"
+        );
         assert!((4..=8).contains(&starts), "{starts} starts");
     }
 
