@@ -225,11 +225,13 @@ impl Vm {
             "xtask run failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Its last line is "PID LOG"; anything a tool printed before it
+        // must not cost the pid (without it, nothing would stop QEMU).
         let stdout = String::from_utf8_lossy(&out.stdout);
         self.pid = stdout
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
+            .lines()
+            .rev()
+            .find_map(|l| l.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("xtask run --detach printed no pid: {stdout:?}"));
     }
 
