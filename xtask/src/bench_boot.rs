@@ -19,6 +19,9 @@
 //! - OxOS boots `dist/oxos.qcow2` (from `cargo xtask build`) through a
 //!   copy-on-write overlay, so the built disk stays pristine, with a config
 //!   drive that gives the `rancher` user the benchmark's SSH key ([`oxos`]).
+//!   It too boots by direct kernel boot, `dist/vmlinuz` and
+//!   `dist/initrd.img` with the command line of the disk's GRUB, so that
+//!   neither machine's time includes a boot loader.
 //! - Both get the same container image before the first boot, and load it at
 //!   boot: Debian by a systemd oneshot after `docker.service`, OxOS from
 //!   `/var/lib/rancher/preload/docker/` on its state partition, written into
@@ -26,9 +29,12 @@
 //! - Both run with the QEMU arguments of `cargo xtask run` ([`crate::os::qemu`]):
 //!   `-accel tcg`, `-smp 2`, the same `-m`, user networking with
 //!   `restrict=on` and only an SSH port forwarded from 127.0.0.1, serial to a
-//!   log file. Debian adds `-kernel`, `-initrd` and `-append`.
+//!   log file, and `-kernel`, `-initrd` and `-append`.
 //! - From QEMU's start ([`vm`]): the first successful `ssh true`, then the
-//!   first successful `docker run --rm IMAGE true`, each polled every 0.5 s;
+//!   first successful `docker run --rm IMAGE true`, each polled every 0.5 s
+//!   (an attempt may take up to 120 s: under TCG an SSH handshake on a busy
+//!   guest takes many seconds, and clients given up early pile up in sshd's
+//!   pre-authentication slots and make every later attempt slower);
 //!   then 10 s of idling and `/proc/meminfo` (used = MemTotal -
 //!   MemAvailable); then User Docker is stopped and memory read again (the
 //!   system part).

@@ -22,6 +22,25 @@ pub struct Figures {
     pub mem_with_docker_kib: u64,
     /// Used memory after User Docker was stopped.
     pub mem_system_kib: u64,
+    /// Where the system part's used memory is.
+    pub system_parts: Parts,
+}
+
+/// Where used memory (MemTotal - MemAvailable) is, from /proc/meminfo.
+/// The four parts add up to nearly all of it (the rest: vmalloc, per-CPU
+/// and other kernel allocations that meminfo does not list apart).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// Free and reclaimable memory that the kernel does not count as
+    /// available: its watermarks (`vm.min_free_kbytes` and the zones'
+    /// reserves), which it keeps free for itself.
+    pub held_back_kib: u64,
+    /// Processes' anonymous memory (AnonPages).
+    pub anon_kib: u64,
+    /// tmpfs, shared memory and the initramfs (Shmem).
+    pub shmem_kib: u64,
+    /// Unreclaimable slab, kernel stacks and page tables.
+    pub kernel_kib: u64,
 }
 
 impl Figures {
@@ -41,16 +60,25 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// The two lines of /proc/meminfo the benchmark uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The lines of /proc/meminfo the benchmark uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meminfo {
     pub total_kib: u64,
     pub available_kib: u64,
+    pub free_kib: u64,
+    /// Active(file) + Inactive(file): the page cache that can be dropped.
+    pub file_kib: u64,
+    pub slab_reclaimable_kib: u64,
+    pub slab_unreclaimable_kib: u64,
+    pub anon_kib: u64,
+    pub shmem_kib: u64,
+    pub kernel_stack_kib: u64,
+    pub page_tables_kib: u64,
 }
 
 impl Meminfo {
-    /// Reads `MemTotal` and `MemAvailable` (both in kB, which the kernel
-    /// means as KiB).
+    /// Reads `MemTotal`, `MemAvailable` and the fields of [`Parts`] (all in
+    /// kB, which the kernel means as KiB).
     pub fn parse(text: &str) -> Result<Self> {
         let field = |name: &str| -> Result<u64> {
             let Some(line) = text.lines().find(|l| l.split(':').next() == Some(name)) else {
@@ -70,6 +98,14 @@ impl Meminfo {
         let m = Meminfo {
             total_kib: field("MemTotal")?,
             available_kib: field("MemAvailable")?,
+            free_kib: field("MemFree")?,
+            file_kib: field("Active(file)")? + field("Inactive(file)")?,
+            slab_reclaimable_kib: field("SReclaimable")?,
+            slab_unreclaimable_kib: field("SUnreclaim")?,
+            anon_kib: field("AnonPages")?,
+            shmem_kib: field("Shmem")?,
+            kernel_stack_kib: field("KernelStack")?,
+            page_tables_kib: field("PageTables")?,
         };
         if m.available_kib > m.total_kib {
             bail!(
@@ -84,6 +120,17 @@ impl Meminfo {
     /// MemTotal - MemAvailable.
     pub fn used_kib(&self) -> u64 {
         self.total_kib - self.available_kib
+    }
+
+    /// Where [`Meminfo::used_kib`] is.
+    pub fn parts(&self) -> Parts {
+        let unused = self.free_kib + self.file_kib + self.slab_reclaimable_kib;
+        Parts {
+            held_back_kib: unused.saturating_sub(self.available_kib),
+            anon_kib: self.anon_kib,
+            shmem_kib: self.shmem_kib,
+            kernel_kib: self.slab_unreclaimable_kib + self.kernel_stack_kib + self.page_tables_kib,
+        }
     }
 }
 
@@ -109,6 +156,12 @@ pub fn median(runs: &[Figures]) -> Option<Figures> {
         docker_ready: dur(|f| f.docker_ready),
         mem_with_docker_kib: kib(|f| f.mem_with_docker_kib),
         mem_system_kib: kib(|f| f.mem_system_kib),
+        system_parts: Parts {
+            held_back_kib: kib(|f| f.system_parts.held_back_kib),
+            anon_kib: kib(|f| f.system_parts.anon_kib),
+            shmem_kib: kib(|f| f.system_parts.shmem_kib),
+            kernel_kib: kib(|f| f.system_parts.kernel_kib),
+        },
     })
 }
 
@@ -118,6 +171,8 @@ pub enum Verdict {
     Met,
     NotMet,
     NotMeasured,
+    /// A part of a figure: no target of its own.
+    Part,
 }
 
 impl Verdict {
@@ -134,6 +189,7 @@ impl Verdict {
             Verdict::Met => "met",
             Verdict::NotMet => "NOT MET",
             Verdict::NotMeasured => "not measured",
+            Verdict::Part => "",
         }
     }
 }
@@ -161,7 +217,8 @@ pub fn memory_verdict(oxos_kib: Option<u64>, limit_mib: f64) -> Verdict {
 }
 
 /// The report: one row per figure with OxOS, Debian, the ratio, the target
-/// and the verdict. A machine that was not measured shows `-`.
+/// and the verdict, then where the system part's memory is (rows without a
+/// target). A machine that was not measured shows `-`.
 pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
     struct Row {
         name: &'static str,
@@ -195,6 +252,17 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
             verdict: memory_verdict(o, limit),
         }
     };
+    let part_row = |name, g: fn(&Figures) -> u64| {
+        let (o, d) = (kib(oxos, g), kib(debian, g));
+        Row {
+            name,
+            oxos: o.map(mib),
+            debian: d.map(mib),
+            unit: "MiB",
+            target: String::new(),
+            verdict: Verdict::Part,
+        }
+    };
     let rows = [
         time_row("time to SSH ready", |f| f.ssh_ready),
         time_row("time to docker run ready", |f| f.docker_ready),
@@ -208,6 +276,16 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
             |f| f.mem_with_docker_kib,
             TARGET_WITH_DOCKER_MIB,
         ),
+        part_row("system part: held back by kernel", |f| {
+            f.system_parts.held_back_kib
+        }),
+        part_row("system part: processes (anon)", |f| f.system_parts.anon_kib),
+        part_row("system part: shmem, tmpfs, initrd", |f| {
+            f.system_parts.shmem_kib
+        }),
+        part_row("system part: kernel (slab etc.)", |f| {
+            f.system_parts.kernel_kib
+        }),
     ];
     let value =
         |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
@@ -216,15 +294,17 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
         "figure", "OxOS", "Debian", "OxOS/Debian", "target", "result"
     );
     for r in rows {
-        out.push_str(&format!(
-            "{:<36} {:>12} {:>12} {:>12}  {:<20} {}\n",
+        let line = format!(
+            "{:<36} {:>12} {:>12} {:>12}  {:<20} {}",
             r.name,
             value(r.oxos, r.unit),
             value(r.debian, r.unit),
             ratio(r.oxos, r.debian).map_or("-".to_string(), |x| format!("{x:.2}")),
             r.target,
             r.verdict.text()
-        ));
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -233,8 +313,15 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
 mod tests {
     use super::*;
 
-    const MEMINFO: &str = "MemTotal:        1000000 kB\nMemFree:          700000 kB\n\
-                           MemAvailable:     750000 kB\nBuffers:           10000 kB\n";
+    /// The other fields a reading needs, after MemTotal and MemAvailable.
+    const REST: &str = "MemFree: 700000 kB\nActive(file): 60000 kB\n\
+                        Inactive(file): 40000 kB\nSReclaimable: 10000 kB\n\
+                        SUnreclaim: 20000 kB\nAnonPages: 90000 kB\nShmem: 16000 kB\n\
+                        KernelStack: 2000 kB\nPageTables: 3000 kB\n";
+
+    fn meminfo(total: &str, available: &str) -> String {
+        format!("MemTotal: {total}\nMemAvailable: {available}\n{REST}")
+    }
 
     fn figures(ssh: u64, docker: u64, with: u64, system: u64) -> Figures {
         Figures {
@@ -242,25 +329,41 @@ mod tests {
             docker_ready: Duration::from_secs(docker),
             mem_with_docker_kib: with,
             mem_system_kib: system,
+            system_parts: Parts {
+                held_back_kib: system / 2,
+                anon_kib: system / 4,
+                shmem_kib: 0,
+                kernel_kib: system / 4,
+            },
         }
     }
 
     #[test]
-    fn used_memory_is_total_minus_available() {
-        let m = Meminfo::parse(MEMINFO).unwrap();
+    fn used_memory_is_total_minus_available_and_is_broken_down() {
+        let m = Meminfo::parse(&meminfo("1000000 kB", "750000 kB")).unwrap();
         assert_eq!(m.total_kib, 1_000_000);
         assert_eq!(m.used_kib(), 250_000);
+        let p = m.parts();
+        // 700000 free + 100000 file + 10000 reclaimable slab, of which
+        // 750000 counted available: 60000 held back.
+        assert_eq!(p.held_back_kib, 60_000);
+        assert_eq!(p.anon_kib, 90_000);
+        assert_eq!(p.shmem_kib, 16_000);
+        assert_eq!(p.kernel_kib, 25_000);
     }
 
     #[test]
     fn meminfo_without_the_fields_or_with_odd_units_is_an_error() {
         let e = Meminfo::parse("MemTotal: 100 kB\n").unwrap_err();
         assert!(e.to_string().contains("no MemAvailable line"), "{e}");
-        assert!(Meminfo::parse("MemTotal: 100 MB\nMemAvailable: 5 kB\n").is_err());
-        assert!(Meminfo::parse("MemTotal: x kB\nMemAvailable: 5 kB\n").is_err());
-        assert!(Meminfo::parse("MemTotal: 1 kB\nMemAvailable: 5 kB\n").is_err());
+        let e = Meminfo::parse("MemTotal: 100 kB\nMemAvailable: 5 kB\n").unwrap_err();
+        assert!(e.to_string().contains("no MemFree line"), "{e}");
+        assert!(Meminfo::parse(&meminfo("100 MB", "5 kB")).is_err());
+        assert!(Meminfo::parse(&meminfo("x kB", "5 kB")).is_err());
+        assert!(Meminfo::parse(&meminfo("1 kB", "5 kB")).is_err());
         // A field whose name only starts like the wanted one is not it.
-        assert!(Meminfo::parse("MemTotalX: 1 kB\nMemAvailable: 0 kB\n").is_err());
+        let renamed = meminfo("1 kB", "0 kB").replace("MemTotal:", "MemTotalX:");
+        assert!(Meminfo::parse(&renamed).is_err());
     }
 
     #[test]
@@ -305,6 +408,12 @@ mod tests {
         );
         assert!(system.ends_with(" met"));
         assert!(line("memory used, with idle User Docker").ends_with(" met"));
+        let held = line("system part: held back by kernel");
+        assert!(
+            held.contains("15.0 MiB") && held.contains("100.0 MiB"),
+            "{held}"
+        );
+        assert!(!held.contains("met") && !held.contains("< "), "{held}");
         let slow = figures(60, 40, 200 * 1024, 50 * 1024);
         let t = table(Some(&slow), Some(&debian));
         assert_eq!(t.matches("NOT MET").count(), 3, "{t}");

@@ -172,7 +172,10 @@ pub fn measure(
     let mut vm = Qemu { child, log, errors };
 
     let ssh_ready = poll(system, &mut vm, started, timeout, "SSH", || {
-        ssh.run("true", Duration::from_secs(10))
+        // Not a short limit: a client killed mid-handshake leaves sshd's
+        // pre-authentication slot busy (MaxStartups), so on a slow guest
+        // short attempts delay the very login they wait for.
+        ssh.run("true", COMMAND_LIMIT)
     })?;
     eprintln!(
         "xtask: {system}: SSH ready after {:.1} s",
@@ -200,6 +203,7 @@ pub fn measure(
         docker_ready,
         mem_with_docker_kib: with_docker.used_kib(),
         mem_system_kib: system_part.used_kib(),
+        system_parts: system_part.parts(),
     })
 }
 
