@@ -241,26 +241,16 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
             verdict: time_verdict(ratio(o, d)),
         }
     };
-    let mem_row = |name, g: fn(&Figures) -> u64, limit: f64| {
+    // A memory figure, with its limit; a part of one has none.
+    let mem_row = |name, g: fn(&Figures) -> u64, limit: Option<f64>| {
         let (o, d) = (kib(oxos, g), kib(debian, g));
         Row {
             name,
             oxos: o.map(mib),
             debian: d.map(mib),
             unit: "MiB",
-            target: format!("< {limit:.0} MiB"),
-            verdict: memory_verdict(o, limit),
-        }
-    };
-    let part_row = |name, g: fn(&Figures) -> u64| {
-        let (o, d) = (kib(oxos, g), kib(debian, g));
-        Row {
-            name,
-            oxos: o.map(mib),
-            debian: d.map(mib),
-            unit: "MiB",
-            target: String::new(),
-            verdict: Verdict::Part,
+            target: limit.map_or(String::new(), |l| format!("< {l:.0} MiB")),
+            verdict: limit.map_or(Verdict::Part, |l| memory_verdict(o, l)),
         }
     };
     let rows = [
@@ -269,23 +259,33 @@ pub fn table(oxos: Option<&Figures>, debian: Option<&Figures>) -> String {
         mem_row(
             "memory used, system part",
             |f| f.mem_system_kib,
-            TARGET_SYSTEM_MIB,
+            Some(TARGET_SYSTEM_MIB),
         ),
         mem_row(
             "memory used, with idle User Docker",
             |f| f.mem_with_docker_kib,
-            TARGET_WITH_DOCKER_MIB,
+            Some(TARGET_WITH_DOCKER_MIB),
         ),
-        part_row("system part: held back by kernel", |f| {
-            f.system_parts.held_back_kib
-        }),
-        part_row("system part: processes (anon)", |f| f.system_parts.anon_kib),
-        part_row("system part: shmem, tmpfs, initrd", |f| {
-            f.system_parts.shmem_kib
-        }),
-        part_row("system part: kernel (slab etc.)", |f| {
-            f.system_parts.kernel_kib
-        }),
+        mem_row(
+            "system part: held back by kernel",
+            |f| f.system_parts.held_back_kib,
+            None,
+        ),
+        mem_row(
+            "system part: processes (anon)",
+            |f| f.system_parts.anon_kib,
+            None,
+        ),
+        mem_row(
+            "system part: shmem, tmpfs, initrd",
+            |f| f.system_parts.shmem_kib,
+            None,
+        ),
+        mem_row(
+            "system part: kernel (slab etc.)",
+            |f| f.system_parts.kernel_kib,
+            None,
+        ),
     ];
     let value =
         |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
