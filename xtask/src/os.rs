@@ -1326,6 +1326,17 @@ fn direct_kernel(args: &RunArgs, medium: qemu::Medium) -> Result<Option<qemu::Di
     if args.uefi {
         bail!("--uefi cannot be combined with --append or --datasource nocloud/url (QEMU loads the kernel itself)");
     }
+    dist_direct_kernel(kernel_cmdline(
+        medium,
+        entry.as_deref(),
+        args.append.as_deref(),
+    ))
+    .map(Some)
+}
+
+/// Direct kernel boot of the built `dist/vmlinuz` and `dist/initrd.img`
+/// with `cmdline`; an error when `cargo xtask build` has not made them.
+pub fn dist_direct_kernel(cmdline: String) -> Result<qemu::DirectKernel> {
     let dist = dist_dir();
     let (kernel, initrd) = (dist.join("vmlinuz"), dist.join("initrd.img"));
     for f in [&kernel, &initrd] {
@@ -1336,11 +1347,11 @@ fn direct_kernel(args: &RunArgs, medium: qemu::Medium) -> Result<Option<qemu::Di
             );
         }
     }
-    Ok(Some(qemu::DirectKernel {
+    Ok(qemu::DirectKernel {
         kernel,
         initrd,
-        cmdline: kernel_cmdline(medium, entry.as_deref(), args.append.as_deref()),
-    }))
+        cmdline,
+    })
 }
 
 /// The command line that the medium's GRUB gives the kernel: [`CMDLINE`],

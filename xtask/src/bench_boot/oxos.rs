@@ -65,20 +65,7 @@ pub fn boot(pristine: &Path, image: &Path, public_key: &Path, run_dir: &Path) ->
         &run_dir.join("config-drive"),
         &drive,
     )?;
-    let dist = pristine.parent().unwrap_or(Path::new("."));
-    let kernel = qemu::DirectKernel {
-        kernel: dist.join("vmlinuz"),
-        initrd: dist.join("initrd.img"),
-        cmdline: crate::os::medium_cmdline(qemu::Medium::Disk),
-    };
-    for f in [&kernel.kernel, &kernel.initrd] {
-        if !f.is_file() {
-            bail!(
-                "{} does not exist: run `cargo xtask build` first",
-                f.display()
-            );
-        }
-    }
+    let kernel = crate::os::dist_direct_kernel(crate::os::medium_cmdline(qemu::Medium::Disk))?;
     Ok(Boot {
         disk: overlay,
         config_drive: Some(drive),
