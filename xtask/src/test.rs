@@ -201,7 +201,21 @@ pub(crate) fn install_host_packages(wanted: &[&str]) -> Result<()> {
         );
     }
     result?;
-    let still = missing_packages(wanted)?;
+    let mut still = missing_packages(wanted)?;
+    if !still.is_empty() {
+        // apt may remove an installed package to install another: a
+        // qemu-utils from backports gives way to the qemu-system-x86 of the
+        // release. Installed again now, it comes from the release too.
+        eprintln!(
+            "xtask: installing again what the installation removed: {}",
+            still.join(" ")
+        );
+        let _policy = PolicyRcDeny::install()?;
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend(still.iter().map(String::as_str));
+        apt_get(&args)?;
+        still = missing_packages(wanted)?;
+    }
     if !still.is_empty() {
         bail!(
             "host packages still missing after apt-get install: {}",
