@@ -8,14 +8,16 @@ use clap::Parser;
 use config::Root;
 
 use crate::settings::Settings;
-use crate::ssh::SshKeygen;
+use crate::ssh::{self, SshKeygen};
 use crate::supervise::{self, Backoff};
 
 const AFTER_HELP: &str = "\
 At every start, from the merged config: the user rancher (uid 1100, groups
 docker and sudo, sudo without a password; password locked unless
 rancher.password is on the kernel command line), its authorized_keys from
-ssh_authorized_keys, SSH host keys (kept in /var/lib/rancher/conf/ssh), an
+ssh_authorized_keys, SSH host keys (kept in /var/lib/rancher/conf/ssh;
+Ed25519 and ECDSA are made before sshd starts, RSA after it, in the
+background, and served from sshd's next start), an
 sshd drop-in from rancher.ssh (port, listen_address), links for ros,
 system-docker, docker, reboot, poweroff, halt and shutdown. Then sshd and a
 getty on tty1, ttyS0 and the console= ttys run until SIGTERM, each
@@ -32,6 +34,11 @@ struct Cli {
     /// Set up and exit without running sshd and the gettys
     #[arg(long)]
     setup_only: bool,
+    /// Only make the host keys that are made after sshd has started (RSA),
+    /// at the lowest CPU priority, keep them on the state disk, and exit.
+    /// The console runs this itself when a key is missing
+    #[arg(long, conflicts_with = "setup_only")]
+    finish_host_keys: bool,
 }
 
 /// `ros console-init ARGS` (`args[0]` is `console-init`). Returns the exit
@@ -53,13 +60,23 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if !cli.setup_only && cli.root != std::path::Path::new("/") {
+    if !cli.setup_only && !cli.finish_host_keys && cli.root != std::path::Path::new("/") {
         anyhow::bail!(
             "running sshd and getty under --root {} is not supported; use --setup-only",
             cli.root.display()
         );
     }
     let root = Root::new(&cli.root);
+    if cli.finish_host_keys {
+        lowest_priority();
+        let made = ssh::finish_host_keys(&root, &SshKeygen)
+            .context("failed to make the remaining host keys")?;
+        tracing::info!(
+            "{made} host key(s) made in the background, kept in {}; sshd serves them from its next start",
+            ssh::PERSISTED_KEYS
+        );
+        return Ok(());
+    }
     let settings = Settings::load(&root).context("failed to read the config")?;
     let plan =
         crate::setup(&root, &settings, &SshKeygen).context("failed to set up the console")?;
@@ -75,11 +92,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .block_on(supervise::run(
             plan.programs,
             plan.scripts,
+            plan.background,
             Backoff::default(),
         ))
         .context("failed to install the signal handlers")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Lowers this process's CPU priority (and that of the programs it starts)
+/// to the lowest, so that the key generation does not slow the logins it
+/// runs beside. A failure only costs speed, so it is logged.
+fn lowest_priority() {
+    // SAFETY: setpriority reads no memory of ours; it changes only the
+    // scheduling priority of this process (who = 0).
+    let rc = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19) };
+    if rc != 0 {
+        tracing::warn!(
+            "could not lower the priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Log lines on stderr (the container's log), each `console: MESSAGE`,

@@ -29,11 +29,15 @@
 //!   written), [`ssh`] writes authorized_keys, host keys and an
 //!   sshd_config drop-in, and the command links are made. Running it twice
 //!   changes nothing the second time, which the tests check.
-//! - Host keys are made once by `ssh-keygen -A` and kept in
+//! - Host keys are made once by `ssh-keygen` and kept in
 //!   /var/lib/rancher/conf/ssh on the state disk, so that a reboot or a
 //!   console switch does not change the machine's SSH identity. Keys given
-//!   in `rancher.ssh.keys` win over kept ones. Key generation is behind
-//!   [`ssh::HostKeyGen`] so tests can count its calls.
+//!   in `rancher.ssh.keys` win over kept ones. Ed25519 and ECDSA are made
+//!   before sshd starts; RSA, which takes seconds on a slow or emulated
+//!   CPU, is made after it by `ros console-init --finish-host-keys` at the
+//!   lowest priority, and sshd serves it from its next start (a SIGHUP
+//!   would reset connections arriving during sshd's re-exec). Key
+//!   generation is behind [`ssh::HostKeyGen`] so tests can count its calls.
 //! - The password, when set, is a SHA-512 crypt hash made with the
 //!   `sha-crypt` crate: the busybox console has no `openssl` or `chpasswd`
 //!   with SHA-512. A hash that already matches is kept, so restarts do not

@@ -40,6 +40,9 @@ pub struct Plan {
     pub programs: Vec<Program>,
     /// Run once, one after the other, beside the programs.
     pub scripts: Vec<Program>,
+    /// Run once, one after the other, beside the programs and the scripts,
+    /// at the lowest priority: the host keys made after sshd has started.
+    pub background: Vec<Program>,
 }
 
 /// Sets the console up under `root` from `settings`, logging a line per
@@ -77,14 +80,40 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
         accounts::HOME
     );
 
-    let keys = ssh::host_keys(root, settings, keygen)?;
+    let mut keys = ssh::host_keys(root, settings, keygen)?;
+    let ros_is_there = is_executable(&root.join(ROS));
+    if !keys.later.is_empty() && !ros_is_there {
+        // Without ros in the container nothing could make them later.
+        keys.generated += ssh::finish_host_keys(root, keygen)?;
+        keys.later.clear();
+    }
     tracing::info!(
-        "ssh host keys ready ({} from rancher.ssh.keys, {} reused, {} generated; kept in {})",
+        "ssh host keys ready ({} from rancher.ssh.keys, {} reused, {} generated; kept in {}){}",
         keys.from_config,
         keys.reused,
         keys.generated,
-        ssh::PERSISTED_KEYS
+        ssh::PERSISTED_KEYS,
+        if keys.later.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the {} key is made in the background and served from sshd's next start",
+                keys.later.join(" and ")
+            )
+        }
     );
+    let background: Vec<Program> = (!keys.later.is_empty())
+        .then(|| Program {
+            name: "ros console-init --finish-host-keys".to_string(),
+            argv: vec![
+                ROS.to_string(),
+                "console-init".to_string(),
+                "--finish-host-keys".to_string(),
+            ],
+            stdio_null: false,
+        })
+        .into_iter()
+        .collect();
     ssh::configure_sshd(root, settings)?;
     if ssh::main_config_includes_drop_ins(root)? == Some(false) {
         tracing::warn!(
@@ -152,7 +181,7 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
     }
     // The cloud-config's write_files and runcmd for the console come first
     // (`ros cloud-init-execute --console`), then the user's start scripts.
-    let cloud_init = is_executable(&root.join(ROS)).then(|| Program {
+    let cloud_init = ros_is_there.then(|| Program {
         name: "cloud-init-execute".to_string(),
         argv: vec![
             ROS.to_string(),
@@ -177,7 +206,11 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
     for script in &scripts {
         tracing::info!("will run {}", script.name);
     }
-    Ok(Plan { programs, scripts })
+    Ok(Plan {
+        programs,
+        scripts,
+        background,
+    })
 }
 
 fn is_executable(path: &Path) -> bool {

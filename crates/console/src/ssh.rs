@@ -58,31 +58,51 @@ pub fn authorize_keys(root: &Root, keys: &[String]) -> Result<usize> {
     Ok(added)
 }
 
-/// Makes the host keys that sshd needs.
-pub trait HostKeyGen {
-    /// Creates every missing host key in `<root>/etc/ssh`.
-    fn generate(&self, root: &Path) -> Result<()>;
+/// The host key types made before sshd starts: each takes under a second,
+/// even on an emulated CPU.
+pub const FIRST_KEY_TYPES: [&str; 2] = ["ed25519", "ecdsa"];
+
+/// The host key types made after sshd has started, in the background and
+/// at the lowest priority (`ros console-init --finish-host-keys`). An RSA
+/// 3072 key takes about 14 s on an emulated CPU (QEMU without KVM), which
+/// would otherwise hold up every first boot's SSH logins. sshd serves such
+/// a key from its next start on (the next boot or console restart): it is
+/// not told to reload, because sshd re-executes itself on SIGHUP and resets
+/// the connections that arrive meanwhile.
+pub const LATER_KEY_TYPES: [&str; 1] = ["rsa"];
+
+/// The file name of the private host key of type `kind`.
+pub fn host_key_name(kind: &str) -> String {
+    format!("ssh_host_{kind}_key")
 }
 
-/// `ssh-keygen -A -f ROOT`: the OpenSSH way, every default key type.
+/// Makes host keys.
+pub trait HostKeyGen {
+    /// Makes a new key of type `kind` (`ed25519`, `ecdsa` or `rsa`): the
+    /// private key at `private` (which does not exist yet) and the public
+    /// key beside it, with `.pub` added.
+    fn generate(&self, kind: &str, private: &Path) -> Result<()>;
+}
+
+/// `ssh-keygen -t KIND`, with OpenSSH's default size for each type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SshKeygen;
 
 impl HostKeyGen for SshKeygen {
-    fn generate(&self, root: &Path) -> Result<()> {
+    fn generate(&self, kind: &str, private: &Path) -> Result<()> {
+        let program = format!("ssh-keygen -t {kind}");
         let out = std::process::Command::new("ssh-keygen")
-            .arg("-A")
-            .arg("-f")
-            .arg(root)
+            .args(["-q", "-N", "", "-t", kind, "-f"])
+            .arg(private)
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| Error::Command {
-                program: "ssh-keygen -A".into(),
+                program: program.clone(),
                 reason: e.to_string(),
             })?;
         if !out.status.success() {
             return Err(Error::Command {
-                program: "ssh-keygen -A".into(),
+                program,
                 reason: format!(
                     "{}: {}",
                     out.status,
@@ -103,6 +123,8 @@ pub struct HostKeyReport {
     pub reused: usize,
     /// Private keys made now.
     pub generated: usize,
+    /// Types of [`LATER_KEY_TYPES`] still to be made.
+    pub later: Vec<&'static str>,
 }
 
 fn host_key_files(dir: &Path) -> Result<Vec<String>> {
@@ -166,16 +188,18 @@ pub fn host_keys(
         }
     }
 
-    let before = host_key_files(&etc)?;
-    keygen.generate(root.dir())?;
-    let after = host_key_files(&etc)?;
-    report.generated = after
-        .iter()
-        .filter(|n| is_private(n) && !before.contains(n))
-        .count();
+    for kind in FIRST_KEY_TYPES {
+        if make_missing_key(root, kind, keygen)? {
+            report.generated += 1;
+        }
+    }
+    report.later = LATER_KEY_TYPES
+        .into_iter()
+        .filter(|kind| !etc.join(host_key_name(kind)).exists())
+        .collect();
 
     fsutil::ensure_dir(&saved, Attrs::root(0o700))?;
-    for name in after {
+    for name in host_key_files(&etc)? {
         let from = etc.join(&name);
         let content = std::fs::read(&from).map_err(|source| Error::Read { path: from, source })?;
         // Private keys readable by root only, whatever made them: sshd
@@ -184,6 +208,50 @@ pub fn host_keys(
         fsutil::write_file(&saved.join(&name), &content, key_attrs(&name))?;
     }
     Ok(report)
+}
+
+/// Makes the host keys of [`LATER_KEY_TYPES`] that /etc/ssh lacks and
+/// keeps them on the state disk; returns how many were made.
+pub fn finish_host_keys(root: &Root, keygen: &dyn HostKeyGen) -> Result<usize> {
+    let mut made = 0;
+    for kind in LATER_KEY_TYPES {
+        made += usize::from(make_missing_key(root, kind, keygen)?);
+    }
+    Ok(made)
+}
+
+/// Makes the host key of type `kind` unless /etc/ssh has it, in a new
+/// directory beside it, then puts it in /etc/ssh and the persisted copy,
+/// each file atomically (public key first): sshd, which may be starting
+/// meanwhile, reads either no key or a whole one. Returns whether it made
+/// the key.
+fn make_missing_key(root: &Root, kind: &str, keygen: &dyn HostKeyGen) -> Result<bool> {
+    let etc = root.join(SSH_DIR);
+    let name = host_key_name(kind);
+    if etc.join(&name).exists() {
+        return Ok(false);
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".keygen.")
+        .tempdir_in(&etc)
+        .map_err(|source| Error::Write {
+            path: etc.clone(),
+            source,
+        })?;
+    let private = work.path().join(&name);
+    keygen.generate(kind, &private)?;
+    fsutil::ensure_dir(&root.join(PERSISTED_KEYS), Attrs::root(0o700))?;
+    for file in [format!("{name}.pub"), name] {
+        let from = work.path().join(&file);
+        let content = std::fs::read(&from).map_err(|source| Error::Read { path: from, source })?;
+        fsutil::write_file(&etc.join(&file), &content, key_attrs(&file))?;
+        fsutil::write_file(
+            &root.join(PERSISTED_KEYS).join(&file),
+            &content,
+            key_attrs(&file),
+        )?;
+    }
+    Ok(true)
 }
 
 /// The sshd_config drop-in for `settings`.

@@ -159,10 +159,12 @@ pub async fn run_once(scripts: Vec<Program>, timeout: Duration, mut stop: watch:
 }
 
 /// Runs `programs` until SIGTERM or SIGINT, then stops them all; `scripts`
-/// run once beside them.
+/// run once beside them, and so do the `background` ones, at the same time
+/// as the scripts.
 pub async fn run(
     programs: Vec<Program>,
     scripts: Vec<Program>,
+    background: Vec<Program>,
     backoff: Backoff,
 ) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -178,11 +180,13 @@ pub async fn run(
             })
         })
         .collect();
-    tasks.push(tokio::spawn(run_once(
-        scripts,
-        backoff.stop_timeout,
-        rx.clone(),
-    )));
+    for once in [scripts, background] {
+        tasks.push(tokio::spawn(run_once(
+            once,
+            backoff.stop_timeout,
+            rx.clone(),
+        )));
+    }
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = int.recv() => tracing::info!("SIGINT: stopping"),

@@ -75,24 +75,25 @@ fn sample(dir: &Path) -> Root {
     root
 }
 
-/// Writes one dummy private and public key of each type that is missing,
-/// and counts its calls.
+/// Writes a dummy private and public key, and counts its calls.
 #[derive(Default)]
 struct FakeKeygen {
     calls: AtomicUsize,
 }
 
 impl HostKeyGen for FakeKeygen {
-    fn generate(&self, root: &Path) -> console::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        for t in ["rsa", "ecdsa", "ed25519"] {
-            let private = root.join(format!("etc/ssh/ssh_host_{t}_key"));
-            if !private.exists() {
-                let n = self.calls.load(Ordering::SeqCst);
-                std::fs::write(&private, format!("private {t} {n}\n")).unwrap();
-                std::fs::write(private.with_extension("pub"), format!("public {t} {n}\n")).unwrap();
-            }
-        }
+    fn generate(&self, kind: &str, private: &Path) -> console::Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(!private.exists(), "{} exists", private.display());
+        std::fs::write(private, format!("private {kind} {n}\n")).unwrap();
+        std::fs::write(
+            private.with_file_name(format!(
+                "{}.pub",
+                private.file_name().unwrap().to_string_lossy()
+            )),
+            format!("public {kind} {n}\n"),
+        )
+        .unwrap();
         Ok(())
     }
 }
@@ -378,7 +379,9 @@ fn host_keys_are_kept_on_the_state_disk_and_config_keys_win() {
     );
     setup(&root, &keygen);
     assert_eq!(read(&root, "/etc/ssh/ssh_host_ed25519_key"), first);
-    assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 1\n");
+    // Made third, after Ed25519 and ECDSA (no ros here to make it later).
+    assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
+    assert_eq!(keygen.calls.load(Ordering::SeqCst), 3);
 
     // rancher.ssh.keys wins over the kept key, and becomes the kept key.
     write(
@@ -392,6 +395,56 @@ fn host_keys_are_kept_on_the_state_disk_and_config_keys_win() {
         std::fs::read_to_string(saved.join("ssh_host_ed25519_key")).unwrap(),
         "configured\n"
     );
+}
+
+#[test]
+fn the_rsa_host_key_is_made_after_sshd_starts_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample(tmp.path());
+    write(&root, "/usr/bin/ros", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        root.join("/usr/bin/ros"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let keygen = FakeKeygen::default();
+    let plan = setup(&root, &keygen);
+    // sshd starts with Ed25519 and ECDSA; RSA is not there yet.
+    assert_eq!(keygen.calls.load(Ordering::SeqCst), 2);
+    assert!(root.join("/etc/ssh/ssh_host_ecdsa_key").exists());
+    assert!(!root.join("/etc/ssh/ssh_host_rsa_key").exists());
+    let later: Vec<Vec<String>> = plan.background.iter().map(|p| p.argv.clone()).collect();
+    assert_eq!(
+        later,
+        [["/usr/bin/ros", "console-init", "--finish-host-keys"]]
+    );
+    assert!(plan.programs.iter().any(|p| p.name == "sshd"));
+
+    // What that command does: the key in /etc/ssh and on the state disk,
+    // nothing left behind.
+    assert_eq!(console::ssh::finish_host_keys(&root, &keygen).unwrap(), 1);
+    assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
+    assert_eq!(mode_owner(&root, "/etc/ssh/ssh_host_rsa_key").0, 0o600);
+    assert_eq!(
+        read(&root, "/var/lib/rancher/conf/ssh/ssh_host_rsa_key.pub"),
+        "public rsa 3\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("/etc/ssh"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(console::ssh::finish_host_keys(&root, &keygen).unwrap(), 0);
+
+    // The next console start has every key and nothing to make.
+    std::fs::remove_dir_all(root.join("/etc/ssh")).unwrap();
+    let plan = setup(&root, &keygen);
+    assert!(plan.background.is_empty());
+    assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
+    assert_eq!(keygen.calls.load(Ordering::SeqCst), 3);
 }
 
 #[test]
