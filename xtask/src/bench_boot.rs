@@ -111,23 +111,10 @@ pub fn run(args: &BootArgs) -> Result<()> {
         is_root(),
         "the boot benchmark builds a Debian root with mmdebstrap in root mode: run it as root"
     );
-    for tool in [
-        "qemu-system-x86_64",
-        "qemu-img",
-        "mkfs.ext4",
-        "debugfs",
-        "e2label",
-        "ssh",
-        "ssh-keygen",
-        "xorriso",
-        "sfdisk",
-    ] {
-        ensure!(
-            which(tool),
-            "{tool} not found on PATH (cargo xtask build installs the QEMU and disk tools; \
-             ssh comes from openssh-client)"
-        );
-    }
+    // QEMU, the disk and ISO tools and mmdebstrap, as for the build; the
+    // static busybox the benchmark's image is made of; the SSH client.
+    crate::test::install_host_packages(crate::os::BUILD_PACKAGES)?;
+    crate::test::install_host_packages(&["busybox-static", "openssh-client"])?;
     let work = work_dir();
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     vm::install_interrupt_handler()?;
@@ -283,9 +270,4 @@ fn ssh_key(work: &Path) -> Result<SshKey> {
         )?;
     }
     Ok(SshKey { private, public })
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
