@@ -377,14 +377,18 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
 }
 
 /// The initrd's `ros` (stage 1 runs it as /init). The system image ships
-/// an empty /usr/bin/ros in its place, and this file is bound over it: one
-/// copy of ros on the boot medium instead of two (5 MB of the ISO).
+/// an empty /usr/bin/ros in its place, and ros is bound over it: one copy
+/// of ros on the boot medium instead of two (5 MB of the ISO).
 const INITRD_ROS: &str = "/init";
 
+/// Where, on a state disk, stage 1 keeps the copy of the initrd's ros that
+/// the system runs (relative to the root).
+pub const ROS_ON_STATE: &str = "var/lib/oxos/ros";
+
 /// Deletes the initrd's files (not crossing into mounts), as switch_root
-/// does, so that their memory is freed; [`INITRD_ROS`] is kept, as the
-/// system's /usr/bin/ros.
-fn free_initramfs(dir: &Path, root_dev: u64) {
+/// does, so that their memory is freed; [`INITRD_ROS`] is kept when it is
+/// the system's /usr/bin/ros (`keep_ros`).
+fn free_initramfs(dir: &Path, root_dev: u64, keep_ros: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -397,9 +401,9 @@ fn free_initramfs(dir: &Path, root_dev: u64) {
             continue;
         }
         if meta.is_dir() {
-            free_initramfs(&path, root_dev);
+            free_initramfs(&path, root_dev, keep_ros);
             let _ = std::fs::remove_dir(&path);
-        } else if path != Path::new(INITRD_ROS) {
+        } else if !keep_ros || path != Path::new(INITRD_ROS) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -407,8 +411,9 @@ fn free_initramfs(dir: &Path, root_dev: u64) {
 
 /// Moves `/dev`, `/proc`, `/sys`, `/run` into `new_root`, then each of
 /// `keep` (a mount of the initrd, and where it goes in the new root), makes
-/// `new_root` the root, and frees the initrd.
-fn switch_root(new_root: &Path, keep: &[(&Path, &str)]) -> Result<(), Error> {
+/// `new_root` the root, and frees the initrd (but for its ros when
+/// `keep_ros`).
+fn switch_root(new_root: &Path, keep: &[(&Path, &str)], keep_ros: bool) -> Result<(), Error> {
     let moves = ["/dev", "/proc", "/sys", "/run"]
         .iter()
         .map(|api| (Path::new(*api), *api))
@@ -434,7 +439,7 @@ fn switch_root(new_root: &Path, keep: &[(&Path, &str)]) -> Result<(), Error> {
         what: format!("enter {}", new_root.display()),
         source,
     })?;
-    free_initramfs(Path::new("/"), root_dev);
+    free_initramfs(Path::new("/"), root_dev, keep_ros);
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .map_err(io("move the new root to /"))?;
     nix::unistd::chroot(".").map_err(io("chroot into the new root"))?;
@@ -444,27 +449,60 @@ fn switch_root(new_root: &Path, keep: &[(&Path, &str)]) -> Result<(), Error> {
     })
 }
 
-/// Binds the initrd's ros over the system image's empty `usr/bin/ros`
-/// (read-only). A system image that holds ros itself keeps it.
+/// Binds ros over the system image's empty `usr/bin/ros` (read-only); a
+/// system image that holds ros itself keeps it. Returns whether the
+/// system runs the initrd's file, which must then be kept.
 ///
-/// The cost: ros's 15 MB stay in memory (the initrd's file is not freed),
-/// where a copy in the system image would be paged in from the squashfs
-/// as needed; the gain is a boot medium 5 MB smaller, and ros's pages never
-/// decompressed again.
-fn bind_ros(usr: &Path) -> Result<(), Error> {
+/// With the state on a disk (`persistent`), the system runs a copy of the
+/// initrd's ros on it ([`ROS_ON_STATE`], written only when it differs), and
+/// the initrd's file is freed: ros's 15 MB are then page cache that the
+/// kernel reads as needed and may drop under pressure, as any
+/// distribution's init on its root disk, instead of memory held for good.
+/// Without a state disk, or when the copy cannot be written (a full disk),
+/// the system runs the initrd's file, as it stays in memory.
+fn bind_ros(usr: &Path, root: &Path, persistent: bool) -> Result<bool, Error> {
     let target = usr.join("bin/ros");
     let empty = std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == 0);
     if !empty {
-        return Ok(());
+        return Ok(false);
     }
+    let initrd = PathBuf::from(INITRD_ROS);
+    let source = if persistent {
+        let copy = root.join(ROS_ON_STATE);
+        match copy_if_changed(&initrd, &copy) {
+            Ok(wrote) => {
+                tracing::info!(
+                    "ros: running the copy in /{ROS_ON_STATE} on the state disk ({})",
+                    if wrote {
+                        "written at this boot"
+                    } else {
+                        "unchanged"
+                    }
+                );
+                copy
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "ros: cannot copy it to /{ROS_ON_STATE} on the state disk ({e}); it stays in memory"
+                );
+                initrd.clone()
+            }
+        }
+    } else {
+        initrd.clone()
+    };
     mount(
-        Some(INITRD_ROS),
+        Some(source.as_path()),
         &target,
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(io(format!("bind {INITRD_ROS} as {}", target.display())))?;
+    .map_err(io(format!(
+        "bind {} as {}",
+        source.display(),
+        target.display()
+    )))?;
     let _ = mount(
         None::<&str>,
         &target,
@@ -472,7 +510,48 @@ fn bind_ros(usr: &Path) -> Result<(), Error> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         None::<&str>,
     );
-    Ok(())
+    Ok(source == initrd)
+}
+
+/// Makes `to` an executable copy of `from` unless it is one already: a new
+/// file beside it, synced, renamed over it, and the directory synced, so
+/// that a power cut leaves the old copy or the new one. Returns whether it
+/// wrote.
+pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let content = std::fs::read(from)?;
+    let same = std::fs::metadata(to).is_ok_and(|m| m.is_file() && m.mode() & 0o777 == 0o755)
+        && std::fs::read(to).is_ok_and(|old| old == content);
+    if same {
+        return Ok(false);
+    }
+    let (Some(dir), Some(name)) = (to.parent(), to.file_name()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", to.display()),
+        ));
+    };
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.new", name.to_string_lossy()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&tmp)?;
+        file.write_all(&content)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, to)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| true)
 }
 
 /// Stage 1. Ends by executing stage 2; returns only on failure.
@@ -533,7 +612,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
         MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
         None::<&str>,
     );
-    bind_ros(&usr)?;
+    let keep_ros = bind_ros(&usr, &root, persistent)?;
     if !persistent {
         std::fs::write(root.join(".oxos-ephemeral"), "state is in memory\n").ok();
     }
@@ -541,6 +620,7 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
     switch_root(
         &root,
         &[(media, "/run/oxos/media"), (system, "/run/oxos/system")],
+        keep_ros,
     )?;
     tracing::info!("switched to the new root; starting stage 2");
     let exe = CString::new("/usr/bin/ros").unwrap_or_default();
@@ -579,6 +659,49 @@ mod tests {
         assert_eq!(d.dev, "LABEL=RANCHER_STATE");
         assert_eq!(d.fstype, "auto");
         assert!(!d.wait);
+    }
+
+    #[test]
+    fn ros_is_copied_only_when_it_changed_and_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("init");
+        let to = dir.path().join("state/var/lib/oxos/ros");
+        std::fs::write(&from, b"ros 1").unwrap();
+        assert!(copy_if_changed(&from, &to).unwrap());
+        assert_eq!(std::fs::read(&to).unwrap(), b"ros 1");
+        let meta = std::fs::metadata(&to).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o755);
+
+        // The same ros again: the file is not written (same inode, same
+        // time), so a boot costs a read, not a write.
+        assert!(!copy_if_changed(&from, &to).unwrap());
+        let again = std::fs::metadata(&to).unwrap();
+        assert_eq!(
+            (again.ino(), again.mtime_nsec()),
+            (meta.ino(), meta.mtime_nsec())
+        );
+
+        // A new ros (an upgrade) replaces it, and nothing is left beside it.
+        std::fs::write(&from, b"ros 2, longer").unwrap();
+        assert!(copy_if_changed(&from, &to).unwrap());
+        assert_eq!(std::fs::read(&to).unwrap(), b"ros 2, longer");
+        let names: Vec<_> = std::fs::read_dir(to.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["ros"]);
+
+        // A copy that lost its execute bits is written again.
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(copy_if_changed(&from, &to).unwrap());
+
+        // A place that cannot be written is an error, and the old copy stays.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        assert!(copy_if_changed(&from, &blocked.join("ros")).is_err());
+        assert_eq!(std::fs::read(&to).unwrap(), b"ros 2, longer");
     }
 
     #[test]
