@@ -147,10 +147,10 @@ const RECIPE: &str = "oxos-build-1";
 /// `transparent_hugepage=never`: Debian's kernel turns transparent huge
 /// pages on (`always`), and khugepaged then raises `vm.min_free_kbytes` for
 /// them (44 MiB on a 1 GiB machine, up to 5% of memory), which with the
-/// watermarks derived from it keeps about 120 MiB of a 1 GiB machine from
-/// every program. Databases commonly run in containers (Redis, MongoDB and
-/// others) ask for huge pages to be off anyway. docs/configuration.md
-/// tells how to turn them back on.
+/// watermarks derived from it keeps about 110 MiB more of a 1 GiB machine
+/// from every program. Databases that often run in containers (Redis,
+/// MongoDB and others) ask for huge pages to be off anyway.
+/// docs/configuration.md tells how to turn them back on.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200n8 rdinit=/init \
                            rancher.state.dev=LABEL=RANCHER_STATE rancher.state.wait panic=10 \
                            transparent_hugepage=never";
