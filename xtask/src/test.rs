@@ -185,11 +185,23 @@ pub(crate) fn install_host_packages(wanted: &[&str]) -> Result<()> {
         // otherwise start dockerd and containerd, which the tests must never
         // talk to and which must not be left running.
         let _policy = PolicyRcDeny::install()?;
-        apt_get(&["update"]).and_then(|()| {
-            let mut args = vec!["install", "-y", "--no-install-recommends"];
-            args.extend(missing.iter().map(String::as_str));
-            apt_get(&args)
-        })
+        apt_get(&["update"])
+            .and_then(|()| apt_install(&missing))
+            .and_then(|()| {
+                // apt may remove an installed package to install another: a
+                // qemu-utils from backports gives way to the qemu-system-x86
+                // of the release. Installed again now, it comes from the
+                // release too.
+                let removed = missing_packages(wanted)?;
+                if removed.is_empty() {
+                    return Ok(());
+                }
+                eprintln!(
+                    "xtask: installing again what the installation removed: {}",
+                    removed.join(" ")
+                );
+                apt_install(&removed)
+            })
     };
     // Belt and braces: a daemon that appeared during the installation anyway
     // (e.g. socket activation) is stopped, by pid.
@@ -201,21 +213,7 @@ pub(crate) fn install_host_packages(wanted: &[&str]) -> Result<()> {
         );
     }
     result?;
-    let mut still = missing_packages(wanted)?;
-    if !still.is_empty() {
-        // apt may remove an installed package to install another: a
-        // qemu-utils from backports gives way to the qemu-system-x86 of the
-        // release. Installed again now, it comes from the release too.
-        eprintln!(
-            "xtask: installing again what the installation removed: {}",
-            still.join(" ")
-        );
-        let _policy = PolicyRcDeny::install()?;
-        let mut args = vec!["install", "-y", "--no-install-recommends"];
-        args.extend(still.iter().map(String::as_str));
-        apt_get(&args)?;
-        still = missing_packages(wanted)?;
-    }
+    let still = missing_packages(wanted)?;
     if !still.is_empty() {
         bail!(
             "host packages still missing after apt-get install: {}",
@@ -223,6 +221,12 @@ pub(crate) fn install_host_packages(wanted: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn apt_install(packages: &[String]) -> Result<()> {
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(packages.iter().map(String::as_str));
+    apt_get(&args)
 }
 
 fn apt_get(args: &[&str]) -> Result<()> {
