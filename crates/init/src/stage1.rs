@@ -514,44 +514,26 @@ fn bind_ros(usr: &Path, root: &Path, persistent: bool) -> Result<bool, Error> {
 }
 
 /// Makes `to` an executable copy of `from` unless it is one already: a new
-/// file beside it, synced, renamed over it, and the directory synced, so
+/// file beside it, synced, renamed over it, and the directory synced
+/// ([`runtime::protocol::write_atomic`]), so
 /// that a power cut leaves the old copy or the new one. Returns whether it
 /// wrote.
 pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let content = std::fs::read(from)?;
     let same = std::fs::metadata(to).is_ok_and(|m| m.is_file() && m.mode() & 0o777 == 0o755)
         && std::fs::read(to).is_ok_and(|old| old == content);
     if same {
         return Ok(false);
     }
-    let (Some(dir), Some(name)) = (to.parent(), to.file_name()) else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} names no file", to.display()),
-        ));
-    };
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.new", name.to_string_lossy()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o755)
-            .open(&tmp)?;
-        file.write_all(&content)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, to)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    written.map(|()| true)
+    runtime::protocol::write_atomic(to, &content)?;
+    // A power cut before this leaves a copy without execute bits, which
+    // the check above writes again at the next boot.
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    Ok(true)
 }
 
 /// Stage 1. Ends by executing stage 2; returns only on failure.
