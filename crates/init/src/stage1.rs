@@ -515,9 +515,8 @@ fn bind_ros(usr: &Path, root: &Path, persistent: bool) -> Result<bool, Error> {
 
 /// Makes `to` an executable copy of `from` unless it is one already: a new
 /// file beside it, synced, renamed over it, and the directory synced
-/// ([`runtime::protocol::write_atomic`]), so
-/// that a power cut leaves the old copy or the new one. Returns whether it
-/// wrote.
+/// ([`runtime::protocol::write_atomic`]), so that a power cut leaves the
+/// old copy or the new one. Returns whether it wrote.
 pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     let content = std::fs::read(from)?;
