@@ -16,7 +16,7 @@ At every start, from the merged config: the user rancher (uid 1100, groups
 docker and sudo, sudo without a password; password locked unless
 rancher.password is on the kernel command line), its authorized_keys from
 ssh_authorized_keys, SSH host keys (kept in /var/lib/rancher/conf/ssh;
-Ed25519 and ECDSA are made before sshd starts, RSA after it, in the
+Ed25519 is made before sshd starts, ECDSA and RSA after it, in the
 background, and served from sshd's next start), an
 sshd drop-in from rancher.ssh (port, listen_address), links for ros,
 system-docker, docker, reboot, poweroff, halt and shutdown. Then sshd and a

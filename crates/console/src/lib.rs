@@ -32,9 +32,9 @@
 //! - Host keys are made once by `ssh-keygen` and kept in
 //!   /var/lib/rancher/conf/ssh on the state disk, so that a reboot or a
 //!   console switch does not change the machine's SSH identity. Keys given
-//!   in `rancher.ssh.keys` win over kept ones. Ed25519 and ECDSA are made
-//!   before sshd starts; RSA, which takes seconds on a slow or emulated
-//!   CPU, is made after it by `ros console-init --finish-host-keys` at the
+//!   in `rancher.ssh.keys` win over kept ones. Ed25519 is made
+//!   before sshd starts; ECDSA and RSA, which take seconds on a slow or
+//!   emulated CPU, are made after it by `ros console-init --finish-host-keys` at the
 //!   lowest priority, and sshd serves it from its next start (a SIGHUP
 //!   would reset connections arriving during sshd's re-exec). Key
 //!   generation is behind [`ssh::HostKeyGen`] so tests can count its calls.

@@ -97,8 +97,9 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
             String::new()
         } else {
             format!(
-                "; the {} key is made in the background and served from sshd's next start",
-                keys.later.join(" and ")
+                "; the {} {} made in the background and served from sshd's next start",
+                keys.later.join(" and "),
+                if keys.later.len() == 1 { "key is" } else { "keys are" }
             )
         }
     );

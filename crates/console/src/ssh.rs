@@ -58,18 +58,19 @@ pub fn authorize_keys(root: &Root, keys: &[String]) -> Result<usize> {
     Ok(added)
 }
 
-/// The host key types made before sshd starts: each takes under a second,
-/// even on an emulated CPU.
-pub const FIRST_KEY_TYPES: [&str; 2] = ["ed25519", "ecdsa"];
+/// The host key type made before sshd starts: Ed25519, which every OpenSSH
+/// client of the last ten years offers first.
+pub const FIRST_KEY_TYPES: [&str; 1] = ["ed25519"];
 
 /// The host key types made after sshd has started, in the background and
-/// at the lowest priority (`ros console-init --finish-host-keys`). An RSA
-/// 3072 key takes about 14 s on an emulated CPU (QEMU without KVM), which
-/// would otherwise hold up every first boot's SSH logins. sshd serves such
-/// a key from its next start on (the next boot or console restart): it is
-/// not told to reload, because sshd re-executes itself on SIGHUP and resets
-/// the connections that arrive meanwhile.
-pub const LATER_KEY_TYPES: [&str; 1] = ["rsa"];
+/// at the lowest priority (`ros console-init --finish-host-keys`). Each
+/// `ssh-keygen` takes 1–2 s on an emulated CPU (QEMU without KVM) while
+/// the rest of the system is starting, and an RSA 3072 key about 14 s:
+/// time every first boot's SSH logins would otherwise wait for. sshd serves
+/// such a key from its next start on (the next boot or console restart):
+/// it is not told to reload, because sshd re-executes itself on SIGHUP and
+/// resets the connections that arrive meanwhile.
+pub const LATER_KEY_TYPES: [&str; 2] = ["ecdsa", "rsa"];
 
 /// The file name of the private host key of type `kind`.
 pub fn host_key_name(kind: &str) -> String {

@@ -379,7 +379,8 @@ fn host_keys_are_kept_on_the_state_disk_and_config_keys_win() {
     );
     setup(&root, &keygen);
     assert_eq!(read(&root, "/etc/ssh/ssh_host_ed25519_key"), first);
-    // Made third, after Ed25519 and ECDSA (no ros here to make it later).
+    // Made third, after Ed25519 and ECDSA, before sshd: no ros here to
+    // make them later.
     assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
     assert_eq!(keygen.calls.load(Ordering::SeqCst), 3);
 
@@ -410,9 +411,10 @@ fn the_rsa_host_key_is_made_after_sshd_starts_and_kept() {
     .unwrap();
     let keygen = FakeKeygen::default();
     let plan = setup(&root, &keygen);
-    // sshd starts with Ed25519 and ECDSA; RSA is not there yet.
-    assert_eq!(keygen.calls.load(Ordering::SeqCst), 2);
-    assert!(root.join("/etc/ssh/ssh_host_ecdsa_key").exists());
+    // sshd starts with Ed25519; ECDSA and RSA are not there yet.
+    assert_eq!(keygen.calls.load(Ordering::SeqCst), 1);
+    assert!(root.join("/etc/ssh/ssh_host_ed25519_key").exists());
+    assert!(!root.join("/etc/ssh/ssh_host_ecdsa_key").exists());
     assert!(!root.join("/etc/ssh/ssh_host_rsa_key").exists());
     let later: Vec<Vec<String>> = plan.background.iter().map(|p| p.argv.clone()).collect();
     assert_eq!(
@@ -423,7 +425,8 @@ fn the_rsa_host_key_is_made_after_sshd_starts_and_kept() {
 
     // What that command does: the key in /etc/ssh and on the state disk,
     // nothing left behind.
-    assert_eq!(console::ssh::finish_host_keys(&root, &keygen).unwrap(), 1);
+    assert_eq!(console::ssh::finish_host_keys(&root, &keygen).unwrap(), 2);
+    assert_eq!(read(&root, "/etc/ssh/ssh_host_ecdsa_key"), "private ecdsa 2\n");
     assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
     assert_eq!(mode_owner(&root, "/etc/ssh/ssh_host_rsa_key").0, 0o600);
     assert_eq!(

@@ -23,12 +23,20 @@ use crate::error::{Error, Result};
 use crate::plan::{resolv_conf, Dns};
 
 /// dhcpcd's options file.
+///
+/// `noarp` skips the ARP probe of an offered address (RFC 5227), as
+/// RancherOS did (`dhcpcd -MA4`): the probe holds the lease back about 5 s
+/// at every boot, and a DHCP server already hands out each address once.
+/// `nodelay` skips dhcpcd's random wait before its first request.
 pub const DHCPCD_CONF: &str = "# Written by ros netconf, which runs dhcpcd with -f this file.
 # Send the host name, ask for what netconf uses, and ignore stray servers.
 hostname
 option domain_name_servers, domain_name, domain_search
 option classless_static_routes, interface_mtu
 require dhcp_server_identifier
+# Take the lease at once: no ARP probe of the address, no random first wait.
+noarp
+nodelay
 ";
 
 /// dhcpcd on PATH, else where the network image has it.
