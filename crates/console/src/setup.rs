@@ -99,7 +99,11 @@ pub fn setup(root: &Root, settings: &Settings, keygen: &dyn HostKeyGen) -> Resul
             format!(
                 "; the {} {} made in the background and served from sshd's next start",
                 keys.later.join(" and "),
-                if keys.later.len() == 1 { "key is" } else { "keys are" }
+                if keys.later.len() == 1 {
+                    "key is"
+                } else {
+                    "keys are"
+                }
             )
         }
     );

@@ -426,7 +426,10 @@ fn the_rsa_host_key_is_made_after_sshd_starts_and_kept() {
     // What that command does: the key in /etc/ssh and on the state disk,
     // nothing left behind.
     assert_eq!(console::ssh::finish_host_keys(&root, &keygen).unwrap(), 2);
-    assert_eq!(read(&root, "/etc/ssh/ssh_host_ecdsa_key"), "private ecdsa 2\n");
+    assert_eq!(
+        read(&root, "/etc/ssh/ssh_host_ecdsa_key"),
+        "private ecdsa 2\n"
+    );
     assert_eq!(read(&root, "/etc/ssh/ssh_host_rsa_key"), "private rsa 3\n");
     assert_eq!(mode_owner(&root, "/etc/ssh/ssh_host_rsa_key").0, 0o600);
     assert_eq!(

@@ -514,11 +514,11 @@ fn bind_ros(usr: &Path, root: &Path, persistent: bool) -> Result<bool, Error> {
 }
 
 /// Makes `to` an executable copy of `from` unless it is one already: a new
-/// file beside it, synced, renamed over it, and the directory synced
-/// ([`runtime::protocol::write_atomic`]), so that a power cut leaves the
-/// old copy or the new one. Returns whether it wrote.
+/// file beside it with mode 0755, synced, renamed over it, and the
+/// directory synced ([`runtime::protocol::write_atomic_with_mode`]), so
+/// that a power cut leaves the old copy or the new one. Returns whether it
+/// wrote.
 pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
-    use std::os::unix::fs::PermissionsExt;
     let content = std::fs::read(from)?;
     let same = std::fs::metadata(to).is_ok_and(|m| m.is_file() && m.mode() & 0o777 == 0o755)
         && std::fs::read(to).is_ok_and(|old| old == content);
@@ -528,10 +528,7 @@ pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    runtime::protocol::write_atomic(to, &content)?;
-    // A power cut before this leaves a copy without execute bits, which
-    // the check above writes again at the next boot.
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    runtime::protocol::write_atomic_with_mode(to, &content, 0o755)?;
     Ok(true)
 }
 

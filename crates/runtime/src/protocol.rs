@@ -208,8 +208,21 @@ impl std::fmt::Display for StartReply {
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the
 /// whole new one: write a temporary file in the same directory, fsync it,
-/// rename it over `path`, then fsync the directory.
+/// rename it over `path`, then fsync the directory. The file gets mode
+/// 0666 less the umask; [`write_atomic_with_mode`] sets one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_inner(path, bytes, None)
+}
+
+/// [`write_atomic`], with the new file made with `mode` (for example 0755
+/// for a program) before it is renamed into place, so that `path` never
+/// has another mode.
+pub fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_inner(path, bytes, Some(mode))
+}
+
+fn write_atomic_inner(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -224,6 +237,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
+        if let Some(mode) = mode {
+            // Set on the open file, not through the umask of PID 1.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // The rename is durable only once the directory is synced; failing
@@ -317,6 +334,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(EXIT_FILE)]);
+    }
+
+    #[test]
+    fn atomic_write_with_mode_gives_the_file_that_mode_from_the_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prog");
+        for (mode, bytes) in [(0o755, &b"one"[..]), (0o600, b"two"), (0o755, b"three")] {
+            write_atomic_with_mode(&path, bytes, mode).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode);
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("prog")]);
+        // A directory that is not there: an error, nothing made.
+        let missing = dir.path().join("no/such/dir/prog");
+        assert!(write_atomic_with_mode(&missing, b"x", 0o755).is_err());
     }
 
     #[test]
