@@ -117,7 +117,8 @@ fn kernel_release() -> String {
 }
 
 /// Loads every module of the initrd (it holds only what finding the system
-/// image needs). A module that fails is logged; the others still load.
+/// image needs), several at a time ([`kmod::load_parallel`]). A module that
+/// fails is logged; the others still load.
 fn load_initrd_modules(release: &str) {
     let dir = Path::new("/lib/modules").join(release);
     let index = match kmod::ModuleIndex::load(&dir) {
@@ -128,16 +129,15 @@ fn load_initrd_modules(release: &str) {
         }
     };
     let names: Vec<String> = index.names().map(str::to_string).collect();
-    let mut failed = 0;
-    for name in &names {
-        if let Err(e) = kmod::load(&index, name, "") {
-            failed += 1;
-            tracing::warn!("{e}");
-        }
+    let threads = kmod::load_threads();
+    let errors = kmod::load_parallel(&index, &names, threads);
+    for (_, e) in &errors {
+        tracing::warn!("{e}");
     }
     tracing::info!(
-        "loaded {} initrd modules ({failed} failed)",
-        names.len() - failed
+        "loaded {} initrd modules ({} failed, {threads} at a time)",
+        names.len() - errors.len(),
+        errors.len()
     );
 }
 

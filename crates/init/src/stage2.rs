@@ -219,20 +219,25 @@ fn coldplug(index: &crate::kmod::ModuleIndex) {
             }
         }
     }
-    let mut loaded = 0;
+    // Each module once, in the order of the first alias naming it.
+    let mut modules: Vec<String> = Vec::new();
     for alias in &aliases {
-        if let Ok(crate::kmod::Resolved::Modules(modules)) = index.resolve(alias) {
-            for module in modules {
-                match crate::kmod::load(index, &module, "") {
-                    Ok(()) => loaded += 1,
-                    Err(e) => tracing::debug!("coldplug {alias}: {e}"),
+        if let Ok(crate::kmod::Resolved::Modules(found)) = index.resolve(alias) {
+            for module in found {
+                if !modules.contains(&module) {
+                    modules.push(module);
                 }
             }
         }
     }
+    let errors = crate::kmod::load_parallel(index, &modules, crate::kmod::load_threads());
+    for (module, e) in &errors {
+        tracing::debug!("coldplug {module}: {e}");
+    }
     tracing::info!(
-        "devices: {} found, drivers loaded for {loaded}",
-        aliases.len()
+        "devices: {} found, {} driver module(s) loaded",
+        aliases.len(),
+        modules.len() - errors.len()
     );
 }
 
