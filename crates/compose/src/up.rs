@@ -7,7 +7,9 @@
 //! bollard) serves both. A container is named after its service and carries
 //! the labels of [`crate::container`], among them a hash of its definition.
 //!
-//! [`up`] walks the start order and, for each service:
+//! [`up`] starts each service once everything it depends on has been
+//! brought up, services that do not depend on each other side by side
+//! (a service that reloads the config alone, see step 5), and for each:
 //! 1. pulls the image when the engine does not have it;
 //! 2. keeps the existing container when its definition is unchanged, makes it
 //!    anew when it changed (or on every up with
@@ -22,11 +24,14 @@
 //!    project again (the service may have changed the config), restarts
 //!    the services of `rancher.restart_services` it has already started (so
 //!    they see what the new config brought), and goes on with the services
-//!    not brought up yet.
+//!    not brought up yet. Such a service keeps its place in the start
+//!    order: it starts once all before it are up, and none after it starts
+//!    before it has finished.
 //!
 //! A failing service is reported and the others still come up: one broken
 //! service must not hold up the rest of the system.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +41,7 @@ use bollard::query_parameters::{
     RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
 };
 use engine_client::client::Engine;
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 
 use crate::container::{create_body, ignored_fields, Environment, LABEL_CONFIG_HASH};
@@ -162,7 +168,70 @@ fn in_start_order(project: &Project, names: &[String]) -> Result<Vec<String>, Co
         .collect())
 }
 
+/// A service's dependencies, by name (see [`Project::dependencies`]).
+type Dependencies = BTreeMap<String, BTreeSet<String>>;
+
+fn dependencies(project: &Project) -> Result<Dependencies, ComposeError> {
+    Ok(project
+        .dependencies()?
+        .into_iter()
+        .map(|(name, deps)| {
+            (
+                name.to_string(),
+                deps.into_iter().map(str::to_string).collect(),
+            )
+        })
+        .collect())
+}
+
+/// The services of `todo` (in start order) to start now, while those of
+/// `starting` are being brought up: each whose dependencies are neither
+/// waiting nor starting. A service that reloads the config (`is_barrier`)
+/// keeps its place in the order: it starts alone, once everything before
+/// it has been brought up, and nothing after it starts before it has
+/// finished, so that what follows it sees the reloaded config exactly as
+/// when services started one by one.
+fn launchable(
+    todo: &[String],
+    deps: &Dependencies,
+    starting: &BTreeSet<String>,
+    is_barrier: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    if starting.iter().any(|n| is_barrier(n)) {
+        return Vec::new();
+    }
+    let ready = |name: &String| {
+        deps.get(name).is_none_or(|ds| {
+            ds.iter()
+                .all(|d| !starting.contains(d) && !todo.contains(d))
+        })
+    };
+    let mut now = Vec::new();
+    for name in todo {
+        if is_barrier(name) {
+            if starting.is_empty() && now.is_empty() && ready(name) {
+                now.push(name.clone());
+            }
+            break;
+        }
+        if ready(name) {
+            now.push(name.clone());
+        }
+    }
+    now
+}
+
+/// What one service's start gives back to [`up`].
+type Started<'f> =
+    futures_util::future::BoxFuture<'f, (String, bool, Result<Outcome, ComposeError>)>;
+
 /// Brings up `names` (all services when empty) and their dependencies.
+///
+/// A service starts as soon as everything it depends on has been brought
+/// up, whatever the outcome (a failed dependency does not hold back its
+/// dependents), so services that do not depend on each other start side by
+/// side, as RancherOS's libcompose started them. A service that reloads
+/// the config starts alone (see [`launchable`]).
 pub async fn up(
     ctx: &Context<'_>,
     project: &Project,
@@ -173,15 +242,37 @@ pub async fn up(
     let mut env = ctx.env.clone();
     let mut service_files = ctx.files.clone();
     let mut todo = selection(&project, names)?;
+    let mut deps = dependencies(&project)?;
     let mut done: Vec<Step> = Vec::new();
-    while let Some(name) = todo.first().cloned() {
-        todo.remove(0);
-        let Some(service) = project.get(&name).cloned() else {
-            continue;
+    let mut starting: BTreeSet<String> = BTreeSet::new();
+    let mut running: FuturesUnordered<Started<'_>> = FuturesUnordered::new();
+    loop {
+        let is_barrier = |n: &str| project.get(n).is_some_and(Service::reload_config);
+        let mut now = launchable(&todo, &deps, &starting, is_barrier);
+        if now.is_empty() && starting.is_empty() {
+            // Cannot happen (the first service waiting has all its
+            // dependencies done), but a service must never be left out.
+            now.extend(todo.first().cloned());
+        }
+        for name in now {
+            todo.retain(|n| n != &name);
+            let Some(service) = project.get(&name).cloned() else {
+                continue;
+            };
+            starting.insert(name.clone());
+            let env = env.clone();
+            let files = files::of(&service_files, &name).to_vec();
+            running.push(Box::pin(async move {
+                let result = up_one(ctx, &env, &files, &name, &service).await;
+                (name, service.reload_config(), result)
+            }));
+        }
+        let Some((name, reload_config, result)) = running.next().await else {
+            break;
         };
-        let result = up_one(ctx, &env, files::of(&service_files, &name), &name, &service).await;
+        starting.remove(&name);
         let done_step = step(ctx, name, result);
-        let reloads = service.reload_config() && !matches!(done_step.outcome, Outcome::Failed(_));
+        let reloads = reload_config && !matches!(done_step.outcome, Outcome::Failed(_));
         done.push(done_step);
         if reloads {
             if let Some(reload) = reload.as_mut() {
@@ -207,6 +298,7 @@ pub async fn up(
                             .into_iter()
                             .filter(|n| !done.iter().any(|s| &s.service == n))
                             .collect();
+                        deps = dependencies(&project)?;
                     }
                     Err(e) => (ctx.progress)(&format!(
                         "cannot reload the configuration, going on with the old one: {e}"
@@ -737,4 +829,138 @@ pub async fn logs(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// The OS's shape: volumes, udev-cold, udev, then acpid, network,
+    /// syslog; cloud-init-execute (reloads) after network; ntp after
+    /// network; console after cloud-init-execute; docker after console.
+    fn os_like() -> (Vec<String>, Dependencies) {
+        let deps: Dependencies = [
+            ("volumes", &[][..]),
+            ("udev-cold", &["volumes"][..]),
+            ("udev", &["udev-cold"][..]),
+            ("acpid", &["udev"][..]),
+            ("network", &["udev"][..]),
+            ("syslog", &["udev"][..]),
+            ("cloud-init-execute", &["network"][..]),
+            ("ntp", &["network"][..]),
+            ("console", &["cloud-init-execute", "volumes"][..]),
+            ("docker", &["console"][..]),
+        ]
+        .into_iter()
+        .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect()))
+        .collect();
+        let order = names(&[
+            "volumes",
+            "udev-cold",
+            "udev",
+            "acpid",
+            "network",
+            "cloud-init-execute",
+            "ntp",
+            "syslog",
+            "console",
+            "docker",
+        ]);
+        (order, deps)
+    }
+
+    /// Runs [`launchable`] to the end, finishing what started in the order
+    /// given by `finish` (the first of the running ones it names); returns
+    /// each round's started services.
+    fn rounds(order: &[String], deps: &Dependencies, finish: &[&str]) -> Vec<Vec<String>> {
+        let barrier = |n: &str| n == "cloud-init-execute";
+        let mut todo = order.to_vec();
+        let mut starting = BTreeSet::new();
+        let mut out = Vec::new();
+        loop {
+            let now = launchable(&todo, deps, &starting, barrier);
+            todo.retain(|n| !now.contains(n));
+            starting.extend(now.iter().cloned());
+            out.push(now);
+            let Some(first) = finish
+                .iter()
+                .map(|f| f.to_string())
+                .chain(starting.iter().cloned())
+                .find(|n| starting.contains(n))
+            else {
+                break;
+            };
+            starting.remove(&first);
+        }
+        assert!(todo.is_empty(), "left out: {todo:?}");
+        out.retain(|r| !r.is_empty());
+        out
+    }
+
+    #[test]
+    fn independent_services_start_together_and_a_reload_starts_alone() {
+        let (order, deps) = os_like();
+        let got = rounds(&order, &deps, &["network", "acpid", "syslog"]);
+        assert_eq!(
+            got,
+            [
+                names(&["volumes"]),
+                names(&["udev-cold"]),
+                names(&["udev"]),
+                // syslog comes after the reload in the start order: it waits
+                // for it, so that it starts with the reloaded config.
+                names(&["acpid", "network"]),
+                names(&["cloud-init-execute"]),
+                // console does not wait for ntp or syslog.
+                names(&["ntp", "syslog", "console"]),
+                names(&["docker"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reload_waits_for_everything_before_it_and_holds_back_what_follows() {
+        let (order, deps) = os_like();
+        let barrier = |n: &str| n == "cloud-init-execute";
+        let todo = names(&["cloud-init-execute", "ntp", "syslog", "console", "docker"]);
+        // acpid, before it in the order, is still starting: nothing starts.
+        let starting: BTreeSet<String> = names(&["acpid"]).into_iter().collect();
+        assert!(launchable(&todo, &deps, &starting, barrier).is_empty());
+        // Everything before it done: it starts alone.
+        assert_eq!(
+            launchable(&todo, &deps, &BTreeSet::new(), barrier),
+            names(&["cloud-init-execute"])
+        );
+        // While it runs, nothing else starts, not even what does not
+        // depend on it.
+        let starting: BTreeSet<String> = names(&["cloud-init-execute"]).into_iter().collect();
+        assert!(launchable(&todo[1..], &deps, &starting, barrier).is_empty());
+        // Without a reload, the order alone does not hold anything back.
+        assert_eq!(
+            launchable(&order, &deps, &BTreeSet::new(), |_| false),
+            names(&["volumes"])
+        );
+    }
+
+    #[test]
+    fn a_service_waits_for_dependencies_that_are_starting_or_waiting() {
+        let (_, deps) = os_like();
+        let todo = names(&["console", "docker"]);
+        let starting: BTreeSet<String> = names(&["volumes"]).into_iter().collect();
+        assert!(launchable(&todo, &deps, &starting, |_| false).is_empty());
+        assert_eq!(
+            launchable(&todo, &deps, &BTreeSet::new(), |_| false),
+            names(&["console"])
+        );
+        // A dependency outside the selection (not waiting, not starting)
+        // holds nothing back.
+        assert_eq!(
+            launchable(&names(&["docker"]), &deps, &BTreeSet::new(), |_| false),
+            names(&["docker"])
+        );
+    }
 }
