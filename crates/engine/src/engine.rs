@@ -30,13 +30,17 @@ pub struct Config {
     pub read_only_image_stores: Vec<PathBuf>,
 }
 
+/// The default parent of every container's cgroup (`system-docker`, as in
+/// RancherOS), under the cgroup2 root.
+pub const DEFAULT_CGROUP_PARENT: &str = "system-docker";
+
 impl Config {
     pub fn new(data_root: impl Into<PathBuf>) -> Self {
         Config {
             data_root: data_root.into(),
             shim_exe: PathBuf::from("/proc/self/exe"),
             insecure_registries: Vec::new(),
-            cgroup_parent: "system-docker".into(),
+            cgroup_parent: DEFAULT_CGROUP_PARENT.into(),
             read_only_image_stores: Vec::new(),
         }
     }

@@ -90,7 +90,27 @@ pub fn early_mounts() -> Result<(), Error> {
         Some("nsdelegate"),
     )?;
     enable_controllers(Path::new("/sys/fs/cgroup"));
+    make_engine_cgroup(Path::new("/sys/fs/cgroup"));
     Ok(())
+}
+
+/// Makes the system engine's parent cgroup now, while PID 1 runs alone,
+/// rather than with the first container.
+///
+/// The first memory cgroup below the root switches on the kernel's memcg
+/// static keys (and the first cpuset cgroup the cpuset ones), which
+/// patches their call sites in slab and page allocation on every CPU. On
+/// hardware and under KVM that is safe at any time; under QEMU's
+/// multi-threaded TCG, a CPU that was allocating while the first container
+/// started has twice died with "Oops: int3" in `kmem_cache_alloc` or
+/// `__kmalloc`, the breakpoint of the patch, in the system tests. Here no
+/// other CPU is busy. The engine makes the directory itself when it is
+/// missing, so a failure here is only logged.
+fn make_engine_cgroup(root: &Path) {
+    let dir = root.join(engine::engine::DEFAULT_CGROUP_PARENT);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!("cgroup2: cannot make {}: {e}", dir.display());
+    }
 }
 
 /// Enables every available cgroup v2 controller for the children of `root`.
