@@ -35,7 +35,8 @@
 //!   (an attempt may take up to 120 s: under TCG an SSH handshake on a busy
 //!   guest takes many seconds, and clients given up early pile up in sshd's
 //!   pre-authentication slots and make every later attempt slower);
-//!   then 10 s of idling and `/proc/meminfo` (used = MemTotal -
+//!   then at least 10 s of idling, until two readings of `/proc/meminfo`
+//!   10 s apart differ by less than 1 MiB (at most 120 s; used = MemTotal -
 //!   MemAvailable); then User Docker is stopped and memory read again (the
 //!   system part).
 //! - With `--runs N` the machines alternate run by run and the report gives
