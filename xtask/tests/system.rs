@@ -627,6 +627,13 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
          docker run --rm -v /home/rancher/x:/x busybox:latest cat /x/f",
     );
     assert_eq!(seen.trim(), "written-in-the-console");
+    // The docker service moved its processes below its cgroup to enable
+    // controllers for User Docker's containers; exec still reaches it.
+    let version = vm.ok(
+        "system-docker exec docker",
+        "sudo system-docker exec docker docker version --format '{{.Server.Os}}'",
+    );
+    assert_eq!(version.trim(), "linux");
 
     // 4. The user removes every container of theirs: the OS stays.
     vm.ok(

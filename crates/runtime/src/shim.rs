@@ -634,6 +634,22 @@ fn oom_killed(cgroup_path: &str) -> bool {
     })
 }
 
+/// The cgroup v2 path of a process (`/proc/PID/cgroup`, line `0::PATH`)
+/// relative to the container's cgroup `base`, when the process is in a
+/// cgroup below it; `None` when it is in `base` itself, elsewhere, or the
+/// file has no cgroup v2 line (cgroup v1: there processes may join any
+/// cgroup).
+fn sub_cgroup(base: &Path, proc_cgroup: &str) -> Option<String> {
+    let path = proc_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))?
+        .trim();
+    let base = Path::new("/").join(base);
+    let relative = Path::new(path).strip_prefix(&base).ok()?;
+    let relative = relative.to_str()?;
+    (!relative.is_empty()).then(|| relative.to_string())
+}
+
 fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
     if exec.args.is_empty() {
         return Err(Error::InvalidConfig("no command given".to_string()));
@@ -683,10 +699,24 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
         Vec::new()
     };
 
+    // The new process joins the cgroup of the container's init process,
+    // as runc's exec does. That is the container's own cgroup, unless the
+    // container moved its processes into a child cgroup to enable
+    // controllers for its own children (Docker in Docker, the docker system
+    // service): cgroup v2 then refuses processes in the container's cgroup
+    // (EBUSY), and only a leaf below it takes them.
+    let base = container
+        .spec()
+        .map(|c| c.cgroup_path)
+        .map_err(|e| Error::container("failed to load container", &e))?;
+    let sub_cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
+        .ok()
+        .and_then(|text| sub_cgroup(&base, &text));
     let pid = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&state_root)
         .map_err(|e| Error::container("failed to exec in container", &e))?
         .as_tenant()
+        .with_sub_cgroup(sub_cgroup)
         .with_container_args(exec.args.clone())
         .with_env(env)
         .with_cwd(Some(cwd))
@@ -704,5 +734,40 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
             Ok(_) | Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(Error::sys(format!("failed to wait for process {pid}"), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub_cgroup;
+    use std::path::Path;
+
+    #[test]
+    fn exec_joins_the_leaf_the_init_process_moved_to() {
+        let base = Path::new("/system-docker/abc");
+        assert_eq!(
+            sub_cgroup(base, "0::/system-docker/abc/init\n").as_deref(),
+            Some("init")
+        );
+        // Relative spec paths are under the cgroup root as well.
+        assert_eq!(
+            sub_cgroup(
+                Path::new("system-docker/abc"),
+                "0::/system-docker/abc/a/b\n"
+            )
+            .as_deref(),
+            Some("a/b")
+        );
+    }
+
+    #[test]
+    fn exec_joins_the_container_cgroup_when_the_init_process_is_in_it() {
+        let base = Path::new("/system-docker/abc");
+        assert_eq!(sub_cgroup(base, "0::/system-docker/abc\n"), None);
+        // A cgroup whose name only starts like the container's is not below it.
+        assert_eq!(sub_cgroup(base, "0::/system-docker/abcdef\n"), None);
+        assert_eq!(sub_cgroup(base, "0::/elsewhere\n"), None);
+        // cgroup v1: no unified line, libcontainer joins as before.
+        assert_eq!(sub_cgroup(base, "12:memory:/system-docker/abc\n"), None);
     }
 }
