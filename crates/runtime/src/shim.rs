@@ -261,11 +261,7 @@ impl Shim {
     }
 
     fn cgroup_path(&self) -> String {
-        if self.cfg.cgroup_path.is_empty() {
-            format!("/system-docker/{}", self.cfg.id)
-        } else {
-            self.cfg.cgroup_path.clone()
-        }
+        container_cgroup_path(&self.cfg)
     }
 
     fn start(&mut self) -> Result<Running> {
@@ -634,17 +630,27 @@ fn oom_killed(cgroup_path: &str) -> bool {
     })
 }
 
+/// The container's cgroup: the one its run config names, or
+/// `/system-docker/ID`.
+fn container_cgroup_path(cfg: &RunConfig) -> String {
+    if cfg.cgroup_path.is_empty() {
+        format!("/system-docker/{}", cfg.id)
+    } else {
+        cfg.cgroup_path.clone()
+    }
+}
+
 /// The cgroup v2 path of a process (`/proc/PID/cgroup`, line `0::PATH`)
 /// relative to the container's cgroup `base`, when the process is in a
 /// cgroup below it; `None` when it is in `base` itself, elsewhere, or the
 /// file has no cgroup v2 line (cgroup v1: there processes may join any
 /// cgroup).
-fn sub_cgroup(base: &Path, proc_cgroup: &str) -> Option<String> {
+fn sub_cgroup(base: &str, proc_cgroup: &str) -> Option<String> {
     let path = proc_cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))?
         .trim();
-    let base = Path::new("/").join(base);
+    let base = Path::new("/").join(base.trim_start_matches('/'));
     let relative = Path::new(path).strip_prefix(&base).ok()?;
     let relative = relative.to_str()?;
     (!relative.is_empty()).then(|| relative.to_string())
@@ -705,13 +711,9 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
     // controllers for its own children (Docker in Docker, the docker system
     // service): cgroup v2 then refuses processes in the container's cgroup
     // (EBUSY), and only a leaf below it takes them.
-    let base = container
-        .spec()
-        .map(|c| c.cgroup_path)
-        .map_err(|e| Error::container("failed to load container", &e))?;
     let sub_cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup"))
         .ok()
-        .and_then(|text| sub_cgroup(&base, &text));
+        .and_then(|text| sub_cgroup(&container_cgroup_path(&cfg), &text));
     let pid = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(&state_root)
         .map_err(|e| Error::container("failed to exec in container", &e))?
@@ -740,29 +742,24 @@ fn exec_in(dir: &Path, exec: &ExecConfig) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::sub_cgroup;
-    use std::path::Path;
 
     #[test]
     fn exec_joins_the_leaf_the_init_process_moved_to() {
-        let base = Path::new("/system-docker/abc");
+        let base = "/system-docker/abc";
         assert_eq!(
             sub_cgroup(base, "0::/system-docker/abc/init\n").as_deref(),
             Some("init")
         );
-        // Relative spec paths are under the cgroup root as well.
+        // Relative cgroup paths are under the cgroup root as well.
         assert_eq!(
-            sub_cgroup(
-                Path::new("system-docker/abc"),
-                "0::/system-docker/abc/a/b\n"
-            )
-            .as_deref(),
+            sub_cgroup("system-docker/abc", "0::/system-docker/abc/a/b\n").as_deref(),
             Some("a/b")
         );
     }
 
     #[test]
     fn exec_joins_the_container_cgroup_when_the_init_process_is_in_it() {
-        let base = Path::new("/system-docker/abc");
+        let base = "/system-docker/abc";
         assert_eq!(sub_cgroup(base, "0::/system-docker/abc\n"), None);
         // A cgroup whose name only starts like the container's is not below it.
         assert_eq!(sub_cgroup(base, "0::/system-docker/abcdef\n"), None);
