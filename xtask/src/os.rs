@@ -778,6 +778,9 @@ fn size_entries(
     };
     let iso_size = file_size(iso)?;
     let vmlinuz = file_size(&k.vmlinuz)?;
+    // Both initrds hold one cpio, both system images one tree.
+    let initrd_cpio = read_number(initrd_dir.join("uncompressed"))?;
+    let system_tree = read_number(system_dir.join("uncompressed"))?;
     Ok(vec![
         sizes::Entry {
             name: "oxos.iso".into(),
@@ -794,7 +797,7 @@ fn size_entries(
         sizes::Entry {
             name: "initrd.img".into(),
             size: file_size(&initrd_dir.join(INITRD))?,
-            uncompressed: read_number(initrd_dir.join("uncompressed"))?,
+            uncompressed: initrd_cpio,
             note: format!(
                 "lz4 cpio (disk, dist/): /init = static ros, {initrd_count} modules"
             ),
@@ -802,13 +805,13 @@ fn size_entries(
         sizes::Entry {
             name: "initrd.img (ISO)".into(),
             size: file_size(&initrd_dir.join(INITRD_ISO))?,
-            uncompressed: read_number(initrd_dir.join("uncompressed"))?,
+            uncompressed: initrd_cpio,
             note: "the same cpio, xz, on the ISO".into(),
         },
         sizes::Entry {
             name: "system.img".into(),
             size: file_size(&system_dir.join(SystemImage::Iso.file_name()))?,
-            uncompressed: read_number(system_dir.join("uncompressed"))?,
+            uncompressed: system_tree,
             note: format!(
                 "squashfs (xz) /usr on the ISO: os-config.yml, {system_count} modules, {} system images (ros: the initrd's)",
                 SYSTEM_IMAGES.len()
@@ -817,7 +820,7 @@ fn size_entries(
         sizes::Entry {
             name: SystemImage::Disk.file_name().into(),
             size: file_size(&system_dir.join(SystemImage::Disk.file_name()))?,
-            uncompressed: read_number(system_dir.join("uncompressed"))?,
+            uncompressed: system_tree,
             note: "the same /usr, squashfs (lz4hc, 128K blocks), on the installed disk as oxos/system.img"
                 .into(),
         },
