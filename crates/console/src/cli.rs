@@ -8,7 +8,7 @@ use clap::Parser;
 use config::Root;
 
 use crate::settings::Settings;
-use crate::ssh::{self, SshKeygen};
+use crate::ssh::{self, InProcessEd25519, SshKeygen};
 use crate::supervise::{self, Backoff};
 
 const AFTER_HELP: &str = "\
@@ -78,8 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(&root).context("failed to read the config")?;
-    let plan =
-        crate::setup(&root, &settings, &SshKeygen).context("failed to set up the console")?;
+    let plan = crate::setup(&root, &settings, &InProcessEd25519)
+        .context("failed to set up the console")?;
     if cli.setup_only {
         tracing::info!("set up (--setup-only: not starting sshd and getty)");
         return Ok(());

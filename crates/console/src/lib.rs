@@ -29,11 +29,14 @@
 //!   written), [`ssh`] writes authorized_keys, host keys and an
 //!   sshd_config drop-in, and the command links are made. Running it twice
 //!   changes nothing the second time, which the tests check.
-//! - Host keys are made once by `ssh-keygen` and kept in
+//! - Host keys are made once and kept in
 //!   /var/lib/rancher/conf/ssh on the state disk, so that a reboot or a
 //!   console switch does not change the machine's SSH identity. Keys given
 //!   in `rancher.ssh.keys` win over kept ones. Ed25519 is made
-//!   before sshd starts; ECDSA and RSA, which take seconds on a slow or
+//!   before sshd starts, in-process with the `ssh-key` crate
+//!   ([`ssh::InProcessEd25519`]: `ssh-keygen`'s start alone took over a
+//!   second on an emulated CPU); ECDSA and RSA, made by `ssh-keygen`
+//!   (OpenSSH's own RSA), which take seconds on a slow or
 //!   emulated CPU, are made after it by `ros console-init --finish-host-keys` at the
 //!   lowest priority, and sshd serves it from its next start (a SIGHUP
 //!   would reset connections arriving during sshd's re-exec). Key

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use config::Root;
-use console::ssh::{HostKeyGen, SshKeygen};
+use console::ssh::{HostKeyGen, InProcessEd25519, SshKeygen};
 use console::{accounts, Settings};
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
@@ -453,14 +453,22 @@ fn the_rsa_host_key_is_made_after_sshd_starts_and_kept() {
     assert_eq!(keygen.calls.load(Ordering::SeqCst), 3);
 }
 
-#[test]
-fn ssh_keygen_makes_real_host_keys_once() {
-    if std::process::Command::new("ssh-keygen")
+/// Whether ssh-keygen is missing here (the test that needs it then says so
+/// and passes).
+fn ssh_keygen_missing() -> bool {
+    let missing = std::process::Command::new("ssh-keygen")
         .arg("-?")
         .output()
-        .is_err()
-    {
+        .is_err();
+    if missing {
         eprintln!("skipped: ssh-keygen is not installed");
+    }
+    missing
+}
+
+#[test]
+fn ssh_keygen_makes_real_host_keys_once() {
+    if ssh_keygen_missing() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -479,6 +487,61 @@ fn ssh_keygen_makes_real_host_keys_once() {
     std::fs::remove_dir_all(root.join("/etc/ssh")).unwrap();
     setup(&root, &SshKeygen);
     assert_eq!(read(&root, "/etc/ssh/ssh_host_ed25519_key"), key);
+}
+
+/// The Ed25519 host key made in-process is one OpenSSH reads: `ssh-keygen
+/// -y` derives from the private key the public key written beside it, and
+/// the private key is readable by root only. It is the key the console
+/// sets up before sshd starts.
+#[test]
+fn in_process_ed25519_host_key_is_one_openssh_reads() {
+    if ssh_keygen_missing() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sample(tmp.path());
+    setup(&root, &InProcessEd25519);
+    let private = root.join("/etc/ssh/ssh_host_ed25519_key");
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let derived = std::process::Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&private)
+        .output()
+        .unwrap();
+    assert!(
+        derived.status.success(),
+        "ssh-keygen -y: {}",
+        String::from_utf8_lossy(&derived.stderr)
+    );
+    let derived = String::from_utf8(derived.stdout).unwrap();
+    let public = read(&root, "/etc/ssh/ssh_host_ed25519_key.pub");
+    let key_of = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    assert!(public
+        .split_whitespace()
+        .nth(2)
+        .is_some_and(|c| c.starts_with("root@")));
+    assert_eq!(key_of(&derived), key_of(&public));
+    // Kept on the state disk as well, and a second key is a different one.
+    assert_eq!(
+        read(&root, "/var/lib/rancher/conf/ssh/ssh_host_ed25519_key.pub"),
+        public
+    );
+    let other = tempfile::tempdir().unwrap();
+    let other_root = sample(other.path());
+    setup(&other_root, &InProcessEd25519);
+    assert_ne!(
+        key_of(&read(&other_root, "/etc/ssh/ssh_host_ed25519_key.pub")),
+        key_of(&public)
+    );
 }
 
 /// sshd's own check of the generated config (`sshd -t`). sshd comes from
