@@ -98,7 +98,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
 
 /// Builds the OS into dist/ and boots it in QEMU: the ignored tests of
 /// xtask/tests/boot.rs (the boot itself) and xtask/tests/system.rs (the
-/// system over SSH), one at a time (each boot wants both cores).
+/// system over SSH), one at a time (each boot wants both cores). Both test
+/// files run whatever the first's outcome (`--no-fail-fast`), so one
+/// failure does not hide the other file's results.
 fn end_to_end(args: &TestArgs) -> Result<()> {
     use clap::Parser;
     let started = std::time::Instant::now();
@@ -118,6 +120,7 @@ fn end_to_end(args: &TestArgs) -> Result<()> {
         "end-to-end tests (QEMU boots)",
         cargo().args([
             "test",
+            "--no-fail-fast",
             "--package",
             "xtask",
             "--test",
