@@ -122,7 +122,8 @@ impl HostKeyGen for SshKeygen {
 /// it the start of ssh-keygen and OpenSSL, against milliseconds here. The
 /// files are those ssh-keygen writes: the private key in OpenSSH's format
 /// (mode 0600, no passphrase) and the public key line, both with the
-/// comment `root@HOSTNAME`.
+/// comment `root@HOSTNAME`, written as every console file is
+/// ([`fsutil::write_file`]: a temporary file of mode 0600, renamed).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InProcessEd25519;
 
@@ -152,35 +153,16 @@ impl HostKeyGen for InProcessEd25519 {
             .public_key()
             .to_openssh()
             .map_err(|e| failed(e.to_string()))?;
-        write_new(private, text.as_bytes(), 0o600)?;
+        fsutil::write_file(private, text.as_bytes(), Attrs::root(0o600))?;
         let mut public_path = private.as_os_str().to_owned();
         public_path.push(".pub");
-        write_new(
+        fsutil::write_file(
             Path::new(&public_path),
             format!("{public}\n").as_bytes(),
-            0o644,
-        )
+            Attrs::root(0o644),
+        )?;
+        Ok(())
     }
-}
-
-/// Writes a file that must not exist yet, with `mode` from its creation on
-/// (a private key is never readable by others, not even for a moment).
-fn write_new(path: &Path, content: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)?;
-        file.write_all(content)?;
-        file.sync_all()
-    };
-    write().map_err(|source| Error::Write {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// Where each host key came from.
