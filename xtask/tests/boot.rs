@@ -13,7 +13,7 @@ use std::process::Command;
 const BOOT_TIMEOUT_SECS: &str = "420";
 
 mod common;
-use common::dist;
+use common::{dist, STAGE1_STARTED};
 
 /// Boots with `args` and waits for every pattern of `expect` on the serial
 /// console; fails with the end of the log otherwise.
@@ -59,7 +59,7 @@ impl Outcome {
     /// QEMU exited (rather than the wait timing out) before ros's stage 1
     /// logged its start.
     fn exited_before_stage1(&self) -> bool {
-        self.runner.contains("qemu exited") && !self.serial.contains("starting on Linux")
+        self.runner.contains("qemu exited") && !self.serial.contains(STAGE1_STARTED)
     }
 }
 

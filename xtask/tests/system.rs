@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 mod common;
-use common::dist;
+use common::{dist, STAGE1_STARTED};
 
 /// A qcow2 overlay of dist/oxos.qcow2 in `dir`: the guest writes there, so
 /// the built disk stays pristine for every other test, and the overlay
@@ -177,11 +177,11 @@ impl Vm {
     fn reaches_stage1(&self, timeout: Duration) -> bool {
         let started = Instant::now();
         while started.elapsed() < timeout {
-            if self.serial().contains("starting on Linux") {
+            if self.serial().contains(STAGE1_STARTED) {
                 return true;
             }
             if !self.running() {
-                return self.serial().contains("starting on Linux");
+                return self.serial().contains(STAGE1_STARTED);
             }
             std::thread::sleep(Duration::from_millis(500));
         }
