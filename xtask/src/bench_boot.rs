@@ -31,7 +31,9 @@
 //!   `restrict=on` and only an SSH port forwarded from 127.0.0.1, serial to a
 //!   log file, and `-kernel`, `-initrd` and `-append`.
 //! - From QEMU's start ([`vm`]): the first successful `ssh true`, then the
-//!   first successful `docker run --rm IMAGE true`, each polled every 0.5 s
+//!   first successful `docker run --rm --pull never IMAGE true` (until the
+//!   image is loaded it fails at once, where a pull would first ask a
+//!   registry the restricted network cannot reach), each polled every 0.5 s
 //!   (an attempt may take up to 120 s: under TCG an SSH handshake on a busy
 //!   guest takes many seconds, and clients given up early pile up in sshd's
 //!   pre-authentication slots and make every later attempt slower);
@@ -39,6 +41,8 @@
 //!   10 s apart differ by less than 1 MiB (at most 120 s; used = MemTotal -
 //!   MemAvailable); then User Docker is stopped and memory read again (the
 //!   system part).
+//! - Each try's start, length and outcome go to the run's `attempts.log`
+//!   (in target/bench-boot/runs/): what a step waited on.
 //! - With `--runs N` the machines alternate run by run and the report gives
 //!   the median of each figure, the ratio OxOS/Debian and whether each
 //!   target is met.
@@ -47,9 +51,6 @@
 //!
 //! - TCG is slow and noisy: the absolute times say little, the ratios more.
 //! - Memory targets are read as MiB (the kernel counts KiB).
-//! - OxOS's SSH and User Docker are not there yet; until they are, the OxOS
-//!   side fails with "OxOS did not answer SSH within N s" (`--only debian`
-//!   measures Debian alone).
 
 mod debian;
 mod oxos;

@@ -5,6 +5,7 @@ use super::report::{Figures, Meminfo};
 use super::{SshKey, System, IMAGE};
 use crate::os::qemu;
 use anyhow::{bail, Context, Result};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,21 +183,38 @@ pub fn measure(
     let started = Instant::now();
     let child = qemu::spawn_detached("qemu-system-x86_64", &args, &errors)?;
     let mut vm = Qemu { child, log, errors };
+    let attempts_path = dir.join("attempts.log");
+    let mut attempts = std::fs::File::create(&attempts_path)
+        .with_context(|| format!("cannot create {}", attempts_path.display()))?;
 
-    let ssh_ready = poll(system, &mut vm, started, timeout, "SSH", || {
-        // Not a short limit: a client killed mid-handshake leaves sshd's
-        // pre-authentication slot busy (MaxStartups), so on a slow guest
-        // short attempts delay the very login they wait for.
-        ssh.run("true", COMMAND_LIMIT)
-    })?;
+    let ssh_ready = poll(
+        system,
+        &mut vm,
+        started,
+        timeout,
+        "SSH",
+        &mut attempts,
+        || {
+            // Not a short limit: a client killed mid-handshake leaves sshd's
+            // pre-authentication slot busy (MaxStartups), so on a slow guest
+            // short attempts delay the very login they wait for.
+            ssh.run("true", COMMAND_LIMIT)
+        },
+    )?;
     eprintln!(
         "xtask: {system}: SSH ready after {:.1} s",
         ssh_ready.as_secs_f64()
     );
-    let docker_run = format!("docker run --rm {IMAGE} true");
-    let docker_ready = poll(system, &mut vm, started, timeout, "docker run", || {
-        ssh.run(&docker_run, COMMAND_LIMIT)
-    })?;
+    let docker_run = format!("docker run --rm --pull never {IMAGE} true");
+    let docker_ready = poll(
+        system,
+        &mut vm,
+        started,
+        timeout,
+        "docker run",
+        &mut attempts,
+        || ssh.run(&docker_run, COMMAND_LIMIT),
+    )?;
     eprintln!(
         "xtask: {system}: docker run ready after {:.1} s",
         docker_ready.as_secs_f64()
@@ -270,19 +288,35 @@ fn sleep_checked(d: Duration) -> Result<()> {
 
 /// Runs `attempt` every [`POLL`] until it succeeds; returns the time from
 /// `started` to the end of the successful attempt.
+/// Tries `attempt` every [`POLL`] until it succeeds, writing each try's
+/// start (seconds since QEMU's start), length and outcome to `attempts`
+/// (the run's `attempts.log`: what a step waited on, e.g. a `docker run`
+/// that tried to pull before the preloaded image was there).
 fn poll(
     system: System,
     vm: &mut Qemu,
     started: Instant,
     timeout: Duration,
     step: &str,
+    attempts: &mut impl Write,
     mut attempt: impl FnMut() -> std::result::Result<(), String>,
 ) -> Result<Duration> {
     loop {
         check_interrupted()?;
         vm.check_running(system, step)?;
         let tried = Instant::now();
-        let last_error = match attempt() {
+        let outcome = attempt();
+        let _ = writeln!(
+            attempts,
+            "{:7.2} s  {:6.2} s  {step}: {}",
+            tried.duration_since(started).as_secs_f64(),
+            tried.elapsed().as_secs_f64(),
+            match &outcome {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.trim().to_string(),
+            }
+        );
+        let last_error = match outcome {
             Ok(()) => return Ok(started.elapsed()),
             Err(e) => e,
         };
@@ -389,8 +423,17 @@ fn run_limited(cmd: &mut Command, limit: Duration) -> std::result::Result<String
         return Ok(stdout);
     }
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-    Err(format!("{status}: {}", last.unwrap_or("no message")))
+    // All of it: docker's last line ("See 'docker run --help'.") says
+    // nothing; the line before it says why.
+    let message: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if message.is_empty() {
+        return Err(format!("{status}: no message"));
+    }
+    Err(format!("{status}: {}", message.join(" ")))
 }
 
 #[cfg(test)]
