@@ -97,6 +97,13 @@ impl Builder<'_> {
         field("tag", recipe.tag(&self.default_version).as_bytes());
         field("recipe", recipe.source.as_bytes());
         field("lock", set.pins().join("\n").as_bytes());
+        for (name, shared) in recipe.shared_files.iter().zip(recipe.shared_files()) {
+            field("shared", name.as_bytes());
+            for (rel, desc) in tree_listing(&shared)? {
+                field("file", rel.as_bytes());
+                field("desc", desc.as_bytes());
+            }
+        }
         let files = recipe.files_dir();
         if files.exists() {
             for (rel, desc) in tree_listing(&files)? {
@@ -172,6 +179,10 @@ impl Builder<'_> {
             remove_package_files(&recipe.name, &root, &recipe.exclude)?;
         }
         remove_downloaded_debs(&root)?;
+        for shared in recipe.shared_files() {
+            progress(&format!("{}: copying {}", recipe.name, shared.display()));
+            copy_tree(&shared, &root)?;
+        }
         let files = recipe.files_dir();
         if files.exists() {
             progress(&format!("{}: copying {}", recipe.name, files.display()));

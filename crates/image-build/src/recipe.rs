@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub const RECIPE_FILE: &str = "image.yml";
 /// The directory, next to the recipe, whose tree is copied into the root.
 pub const FILES_DIR: &str = "files";
+/// The directory, directly under the images directory, of file trees that
+/// several images share (`shared_files: [NAME]` names `shared/NAME/`).
+pub const SHARED_DIR: &str = "shared";
 /// The file, directly under the images directory, that declares package sets
 /// that are not images (the kernel).
 pub const SETS_FILE: &str = "sets.yml";
@@ -83,6 +86,8 @@ struct RecipeFile {
     #[serde(default)]
     exclude: Vec<String>,
     #[serde(default)]
+    shared_files: Vec<String>,
+    #[serde(default)]
     hooks: Vec<String>,
     #[serde(default)]
     cleanup: Vec<String>,
@@ -109,6 +114,10 @@ pub struct Recipe {
     /// extraction: dependencies only maintainer scripts need (perl-base,
     /// debconf, adduser). They stay in the lock.
     pub exclude: Vec<String>,
+    /// Trees of the images directory's `shared/` copied into the root, in
+    /// this order, before the recipe's own `files/` (which may overwrite
+    /// them): files that several images ship, kept once.
+    pub shared_files: Vec<String>,
     /// Shell commands run on the build host after the packages and files are
     /// in place, as `sh -c HOOK sh ROOT` (the root directory is `$1`).
     pub hooks: Vec<String>,
@@ -130,7 +139,17 @@ impl Recipe {
             .ok_or_else(|| Error::recipe(&file, "(directory)", "a UTF-8 directory name"))?
             .to_string();
         let text = fs::read_to_string(&file).map_err(|e| Error::io("read recipe", &file, e))?;
-        Recipe::parse(&name, dir, &file, &text)
+        let recipe = Recipe::parse(&name, dir, &file, &text)?;
+        for (i, shared) in recipe.shared_files().into_iter().enumerate() {
+            if !shared.is_dir() {
+                return Err(Error::recipe(
+                    &file,
+                    format!("shared_files[{i}]"),
+                    format!("a directory, but {} is none", shared.display()),
+                ));
+            }
+        }
+        Ok(recipe)
     }
 
     /// Parses recipe text (`file` is named in errors).
@@ -162,6 +181,20 @@ impl Recipe {
                 ),
             ));
         }
+        for (i, name) in raw.shared_files.iter().enumerate() {
+            let plain = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.contains('/')
+                && !name.contains('\\');
+            if !plain {
+                return Err(Error::recipe(
+                    file,
+                    format!("shared_files[{i}]"),
+                    format!("the name of a directory under {SHARED_DIR}/, not {name:?}"),
+                ));
+            }
+        }
         for (i, h) in raw.hooks.iter().enumerate() {
             if h.trim().is_empty() {
                 return Err(Error::recipe(
@@ -179,6 +212,7 @@ impl Recipe {
             version: raw.version,
             request,
             exclude: raw.exclude,
+            shared_files: raw.shared_files,
             hooks: raw.hooks,
             cleanup: raw.cleanup,
             config: raw.config,
@@ -194,6 +228,16 @@ impl Recipe {
     /// The files directory (it may not exist).
     pub fn files_dir(&self) -> PathBuf {
         self.dir.join(FILES_DIR)
+    }
+
+    /// The shared trees of `shared_files`, in order: `shared/NAME` in the
+    /// directory that holds the image's directory.
+    pub fn shared_files(&self) -> Vec<PathBuf> {
+        let images = self.dir.parent().unwrap_or(Path::new("."));
+        self.shared_files
+            .iter()
+            .map(|name| images.join(SHARED_DIR).join(name))
+            .collect()
     }
 
     /// `oxos/<name>:<version>`, the version being the recipe's or `default`.
@@ -514,6 +558,11 @@ config:
                 "one of extract",
             ),
             (
+                "suite: trixie\npackages: [a1]\nshared_files: [../docker]\n",
+                "shared_files[0]",
+                "the name of a directory under shared/",
+            ),
+            (
                 "suite: Trixie!\npackages: [a1]\n",
                 "suite",
                 "Debian suite name",
@@ -619,5 +668,30 @@ config:
             .map(|r| r.name)
             .collect();
         assert_eq!(names, ["a-img", "b-img"]);
+    }
+
+    #[test]
+    fn shared_files_are_directories_beside_the_images_and_must_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("engine");
+        fs::create_dir(&dir).unwrap();
+        fs::write(
+            dir.join(RECIPE_FILE),
+            "suite: trixie\npackages: [busybox]\nshared_files: [engine-scripts]\n",
+        )
+        .unwrap();
+        let e = Recipe::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("engine/image.yml"), "{e}");
+        assert!(e.contains("shared_files[0]"), "{e}");
+        assert!(e.contains("shared/engine-scripts is none"), "{e}");
+        fs::create_dir_all(tmp.path().join("shared/engine-scripts")).unwrap();
+        let r = Recipe::load(&dir).unwrap();
+        assert_eq!(r.shared_files(), [tmp.path().join("shared/engine-scripts")]);
+        let names: Vec<_> = load_recipes(tmp.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["engine"], "shared/ is not an image");
     }
 }

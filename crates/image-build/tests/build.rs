@@ -181,6 +181,44 @@ fn an_image_is_built_with_files_hooks_and_cleanup_and_loads_in_the_engine_store(
 }
 
 #[test]
+fn shared_files_go_in_before_the_images_own_and_are_an_input() {
+    let s = setup();
+    let shared = s.images.join("shared/greeting/etc");
+    fs::create_dir_all(&shared).unwrap();
+    fs::write(shared.join("motd"), b"shared welcome\n").unwrap();
+    fs::write(shared.join("issue"), b"shared issue\n").unwrap();
+    fs::write(
+        s.images.join("mini/image.yml"),
+        format!("{RECIPE}shared_files: [greeting]\n"),
+    )
+    .unwrap();
+    let recipe = Recipe::load(&s.images.join("mini")).unwrap();
+    let fake = FakeDebian::new(PKGS);
+    let first = builder(&s, locked(PKGS), &fake)
+        .build(&recipe, &mut |_| {})
+        .unwrap();
+    let store = ImageStore::open(&s.out.join("store")).unwrap();
+    store
+        .load(fs::File::open(&first.path).unwrap(), &mut |_| {})
+        .unwrap();
+    let l = &store.layer_paths("oxos/mini:0.1.0").unwrap()[0];
+    assert_eq!(fs::read(l.join("etc/issue")).unwrap(), b"shared issue\n");
+    assert_eq!(
+        fs::read(l.join("etc/motd")).unwrap(),
+        b"welcome\n",
+        "the image's own files/ come after the shared ones"
+    );
+
+    // A changed shared file is a new input.
+    fs::write(shared.join("issue"), b"changed\n").unwrap();
+    let rebuilt = builder(&s, locked(PKGS), &fake)
+        .build(&recipe, &mut |_| {})
+        .unwrap();
+    assert!(!rebuilt.cached);
+    assert_ne!(rebuilt.diff_id, first.diff_id);
+}
+
+#[test]
 fn an_unchanged_image_is_not_rebuilt_and_a_changed_input_is() {
     let s = setup();
     let fake = FakeDebian::new(PKGS);
