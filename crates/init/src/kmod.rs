@@ -471,6 +471,51 @@ impl ModuleIndex {
     }
 }
 
+/// The `modalias` of every device the kernel lists under
+/// `SYS/bus/*/devices` (what udev's coldplug reads), each once. Devices
+/// without one (or with an empty one) are left out.
+pub fn device_aliases(sys: &Path) -> BTreeSet<String> {
+    let mut aliases = BTreeSet::new();
+    let Ok(buses) = std::fs::read_dir(sys.join("bus")) else {
+        return aliases;
+    };
+    for bus in buses.flatten() {
+        let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
+        for device in devices.flatten() {
+            if let Ok(alias) = std::fs::read_to_string(device.path().join("modalias")) {
+                let alias = alias.trim();
+                if !alias.is_empty() {
+                    aliases.insert(alias.to_string());
+                }
+            }
+        }
+    }
+    aliases
+}
+
+/// The modules of `index` that drive the devices of `aliases` (`modalias`
+/// strings), each once, in the order of the first alias naming it. An
+/// alias that no module drives, or that only a built-in driver does, adds
+/// nothing.
+pub fn drivers_for<'a>(
+    index: &ModuleIndex,
+    aliases: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut modules: Vec<String> = Vec::new();
+    for alias in aliases {
+        if let Ok(Resolved::Modules(found)) = index.resolve(alias) {
+            for module in found {
+                if !modules.contains(&module) {
+                    modules.push(module);
+                }
+            }
+        }
+    }
+    modules
+}
+
 /// Loads `name` (a module or an alias) with its soft dependencies and its
 /// dependencies. `params` go to the module(s) `name` stands for. A soft
 /// dependency that fails is logged and does not fail `name`.
@@ -663,6 +708,20 @@ impl<'a> Prober<'a> {
                 continue;
             }
             let own = if dep == module { params } else { "" };
+            // A dependency's own soft dependencies come with it, as with
+            // libkmod: erofs needs libcrc32c, whose init asks the crypto
+            // API for the crc32c that its `pre:` names, and fails (ENOENT)
+            // when nothing has registered one yet.
+            let dep_softdep = if dep == module {
+                SoftDep::default()
+            } else {
+                self.index.softdep(&dep).cloned().unwrap_or_default()
+            };
+            if self.action != Action::ShowDepends && !self.is_loaded(&dep) {
+                for name in &dep_softdep.pre {
+                    self.probe_soft(&dep, name);
+                }
+            }
             let line = if own.is_empty() {
                 format!("insmod {}", path.display())
             } else {
@@ -684,6 +743,11 @@ impl<'a> Prober<'a> {
                     }
                 }
             }
+            if self.action != Action::ShowDepends {
+                for name in &dep_softdep.post {
+                    self.probe_soft(&dep, name);
+                }
+            }
         }
         for name in &softdep.post {
             self.probe_soft(module, name);
@@ -703,14 +767,24 @@ impl<'a> Prober<'a> {
     }
 }
 
-/// Whether `/sys/module` (`sys_module`) lists `module`: loaded, or built in
-/// with parameters. A name that is not one path component never is.
+/// Whether `/sys/module` (`sys_module`) lists `module` as ready: loaded
+/// and done initialising (its `initstate` is `live`), or built in with
+/// parameters (no `initstate`). A module another thread or process is
+/// still initialising (`coming`) is not: its users load it again, and the
+/// kernel makes that second load wait for the first (then EEXIST). So a
+/// module that needs what another registers in its init (a soft
+/// dependency: libcrc32c needs a crc32c) does not start before it when
+/// threads load modules side by side. A name that is not one path
+/// component never is.
 fn is_loaded(sys_module: &Path, module: &str) -> bool {
-    !module.is_empty()
-        && module != "."
-        && module != ".."
-        && !module.contains('/')
-        && sys_module.join(module).exists()
+    if module.is_empty() || module == "." || module == ".." || module.contains('/') {
+        return false;
+    }
+    let dir = sys_module.join(module);
+    match std::fs::read_to_string(dir.join("initstate")) {
+        Ok(state) => state.trim() == "live",
+        Err(_) => dir.exists(),
+    }
 }
 
 /// `finit_module` of one file. EEXIST (loaded meanwhile) is success.
@@ -1311,6 +1385,43 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
     }
 
     #[test]
+    fn coldplug_reads_every_device_alias_once_and_finds_their_drivers() {
+        let sys = tempfile::tempdir().unwrap();
+        let device = |bus: &str, name: &str, alias: Option<&str>| {
+            let dir = sys.path().join("bus").join(bus).join("devices").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            if let Some(alias) = alias {
+                std::fs::write(dir.join("modalias"), format!("{alias}\n")).unwrap();
+            }
+        };
+        let nic = "pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00";
+        device("pci", "0000:00:03.0", Some(nic));
+        device("pci", "0000:00:04.0", Some(nic));
+        device("pci", "0000:00:00.0", Some("pci:v00008086d00001237sv*"));
+        device("virtio", "virtio0", Some(""));
+        device("cpu", "cpu0", None);
+        std::fs::create_dir_all(sys.path().join("bus/empty")).unwrap();
+        let aliases = device_aliases(sys.path());
+        assert_eq!(
+            aliases.iter().map(String::as_str).collect::<Vec<_>>(),
+            [nic, "pci:v00008086d00001237sv*"],
+            "one alias per kind of device; none for devices without one"
+        );
+        assert_eq!(
+            drivers_for(&index(), &aliases),
+            ["virtio_net"],
+            "a device no module drives adds nothing"
+        );
+        let usb = "usb:v0BDAp8153d0100dc00dsc00dp00icFFiscFFip00in00".to_string();
+        assert_eq!(
+            drivers_for(&index(), [&usb, &nic.to_string(), &usb]),
+            ["r8152", "virtio_net"],
+            "each module once, in the order of the devices"
+        );
+        assert!(device_aliases(&sys.path().join("nosuch")).is_empty());
+    }
+
+    #[test]
     fn a_module_name_beats_an_alias_and_an_alias_beats_builtin() {
         let mut index = index();
         let modules =
@@ -1438,6 +1549,24 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
     }
 
     #[test]
+    fn a_module_still_initialising_is_not_taken_for_loaded() {
+        let sys = tempfile::tempdir().unwrap();
+        for (module, state) in [("crc32c_generic", Some("coming")), ("ext4", Some("live"))] {
+            let dir = sys.path().join(module);
+            std::fs::create_dir(&dir).unwrap();
+            if let Some(state) = state {
+                std::fs::write(dir.join("initstate"), format!("{state}\n")).unwrap();
+            }
+        }
+        // Built in, with parameters: a directory without initstate.
+        std::fs::create_dir(sys.path().join("printk")).unwrap();
+        assert!(!is_loaded(sys.path(), "crc32c_generic"));
+        assert!(is_loaded(sys.path(), "ext4"));
+        assert!(is_loaded(sys.path(), "printk"));
+        assert!(!is_loaded(sys.path(), "nosuch"));
+    }
+
+    #[test]
     fn unknown_names_fail_with_one_line_unless_quiet() {
         let fx = Fixture::new(&["bridge"]);
         let dir = fx.dir();
@@ -1538,6 +1667,46 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
         assert_eq!(
             fx.run(&["-q", "-n", "nf_conntrack"]),
             (0, "".into(), "".into())
+        );
+    }
+
+    #[test]
+    fn a_dependencys_soft_dependencies_load_with_it() {
+        // As erofs needs libcrc32c, whose init needs a crc32c: bridge needs
+        // stp, and here stp wants dummy first and virtio_net after.
+        let fx = Fixture::new(&[]);
+        let m = fx.dir();
+        std::fs::write(
+            m.join("modules.softdep"),
+            "softdep stp pre: dummy post: virtio_net\n",
+        )
+        .unwrap();
+        let (status, out, _) = fx.run(&["-n", "-v", "bridge"]);
+        assert_eq!(status, 0);
+        assert_eq!(
+            out,
+            format!(
+                "insmod {0}/kernel/net/llc/llc.ko.xz\n\
+                 insmod {0}/kernel/drivers/net/dummy.ko.xz\n\
+                 insmod {0}/kernel/net/802/stp.ko.xz\n\
+                 insmod {0}/kernel/drivers/net/virtio_net.ko.xz\n\
+                 insmod {0}/kernel/net/bridge/bridge.ko.xz\n",
+                m.display()
+            )
+        );
+        // A dependency that is loaded already brings nothing.
+        let fx = Fixture::new(&["llc", "stp"]);
+        std::fs::write(
+            fx.dir().join("modules.softdep"),
+            "softdep stp pre: dummy post: virtio_net\n",
+        )
+        .unwrap();
+        assert_eq!(
+            fx.run(&["-n", "-v", "bridge"]).1,
+            format!(
+                "insmod {}/kernel/net/bridge/bridge.ko.xz\n",
+                fx.dir().display()
+            )
         );
     }
 

@@ -15,7 +15,8 @@
 //!
 //! 1. [`stage1`], in the initrd: the early mounts (/proc, /sys, /dev,
 //!    /dev/pts, /dev/shm, /run, cgroup2 with its controllers enabled), the
-//!    kernel command line, the initrd's modules ([`kmod`]), the boot medium
+//!    kernel command line, the initrd's modules ([`kmod`]: the file systems,
+//!    and the drivers of the devices present, by `modalias`), the boot medium
 //!    found by label ([`probe`]: `OXOS` on the ISO, `RANCHER_BOOT` on a disk)
 //!    and its read-only system image (`/oxos/system.img`, a squashfs attached
 //!    to a loop device, [`loopdev`]), then the state partition

@@ -136,29 +136,119 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-/// Loads every module of the initrd (it holds only what finding the system
-/// image needs), several at a time ([`kmod::load_parallel`]). A module that
-/// fails is logged; the others still load.
-fn load_initrd_modules(release: &str) {
-    let dir = Path::new("/lib/modules").join(release);
-    let index = match kmod::ModuleIndex::load(&dir) {
-        Ok(index) => index,
-        Err(e) => {
-            tracing::warn!("no initrd modules: {e}");
-            return;
-        }
-    };
-    let names: Vec<String> = index.names().map(str::to_string).collect();
-    let threads = kmod::load_threads();
-    let errors = kmod::load_parallel(&index, &names, threads);
-    for (_, e) in &errors {
-        tracing::warn!("{e}");
+/// The initrd's modules that no device asks for, loaded at once: the file
+/// systems stage 1 mounts (the boot medium: ext4 or ISO 9660; the system
+/// image: squashfs on a loop device; the state: ext4) and what they ask
+/// the kernel for by name. The initrd's other modules are drivers, loaded
+/// for the devices present ([`InitrdModules`]).
+const FILESYSTEM_MODULES: &[&str] = &[
+    "loop",
+    "squashfs",
+    "erofs",
+    "ext4",
+    "isofs",
+    "crc32c_generic",
+    "nls_utf8",
+];
+
+/// How long stage 1 looks for the boot medium with the drivers of the
+/// devices present before it loads every module of the initrd, for
+/// hardware whose driver no device alias names.
+/// Devices that take longer to show up (a USB stick: enumeration, then
+/// usb-storage's settle time of 1 s) get the old way, every module.
+const ALL_MODULES_AFTER: Duration = Duration::from_secs(2);
+
+/// Stage 1's kernel modules: the file systems, and the drivers of the
+/// devices present, as udev's coldplug would load them (each device's
+/// `modalias` through the initrd's modules.alias). Drivers bring new
+/// devices (the disks behind a controller, a USB stick behind its host
+/// controller), so [`InitrdModules::poll`] looks again while stage 1 waits
+/// for the boot medium. The initrd holds drivers for many machines (IDE,
+/// AHCI, NVMe, virtio, USB); loading all of them, as stage 1 once did,
+/// took 2.2 s of a boot under QEMU without KVM, most of it for hardware
+/// the machine does not have. The system's coldplug in stage 2 loads the
+/// drivers of every device anyway.
+struct InitrdModules {
+    index: kmod::ModuleIndex,
+    /// Device aliases already looked at.
+    seen: std::collections::BTreeSet<String>,
+    started: Instant,
+    /// Every module was loaded ([`ALL_MODULES_AFTER`]).
+    all: bool,
+}
+
+impl InitrdModules {
+    /// Reads the initrd's module index and loads the file systems and the
+    /// drivers of the devices present; None (logged) without an index.
+    fn load(release: &str) -> Option<Self> {
+        let dir = Path::new("/lib/modules").join(release);
+        let index = match kmod::ModuleIndex::load(&dir) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!("no initrd modules: {e}");
+                return None;
+            }
+        };
+        let mut modules = Self {
+            index,
+            seen: Default::default(),
+            started: Instant::now(),
+            all: false,
+        };
+        let filesystems: Vec<String> = FILESYSTEM_MODULES
+            .iter()
+            .filter(|m| modules.index.resolve(m).is_ok())
+            .map(|m| m.to_string())
+            .collect();
+        let drivers = modules.new_drivers();
+        // Drivers first: the boot medium shows up while the file systems
+        // load.
+        let (loaded, failed) = modules.load_all(&[drivers.as_slice(), &filesystems].concat());
+        tracing::info!(
+            "loaded {loaded} initrd modules for {} devices and the file systems ({failed} failed, {} at a time)",
+            modules.seen.len(),
+            kmod::load_threads()
+        );
+        Some(modules)
     }
-    tracing::info!(
-        "loaded {} initrd modules ({} failed, {threads} at a time)",
-        names.len() - errors.len(),
-        errors.len()
-    );
+
+    /// The drivers of the devices that appeared since the last look.
+    fn new_drivers(&mut self) -> Vec<String> {
+        let aliases = kmod::device_aliases(Path::new("/sys"));
+        let new: Vec<String> = aliases.difference(&self.seen).cloned().collect();
+        self.seen.extend(new.iter().cloned());
+        kmod::drivers_for(&self.index, &new)
+    }
+
+    /// Loads `names`; returns how many loaded and how many failed (each
+    /// failure logged).
+    fn load_all(&self, names: &[String]) -> (usize, usize) {
+        let errors = kmod::load_parallel(&self.index, names, kmod::load_threads());
+        for (_, e) in &errors {
+            tracing::warn!("{e}");
+        }
+        (names.len() - errors.len(), errors.len())
+    }
+
+    /// Loads the drivers of new devices, and every module of the initrd
+    /// once [`ALL_MODULES_AFTER`] has passed.
+    fn poll(&mut self) {
+        let drivers = self.new_drivers();
+        if !drivers.is_empty() {
+            let (loaded, _) = self.load_all(&drivers);
+            tracing::info!("loaded {loaded} initrd modules for new devices");
+        }
+        if !self.all && self.started.elapsed() >= ALL_MODULES_AFTER {
+            self.all = true;
+            let names: Vec<String> = self.index.names().map(str::to_string).collect();
+            tracing::info!(
+                "still waiting after {} s with the drivers of the devices present; loading every initrd module",
+                ALL_MODULES_AFTER.as_secs()
+            );
+            let (loaded, failed) = self.load_all(&names);
+            tracing::info!("loaded {loaded} initrd modules ({failed} failed)");
+        }
+    }
 }
 
 /// Polls until `find` gives something or `wait` has passed.
@@ -177,10 +267,17 @@ fn wait_for<T>(wait: Duration, mut find: impl FnMut() -> Option<T>) -> Option<T>
 
 /// Finds the boot medium, mounts it read-only on `media` and the system image
 /// on `system`.
-fn mount_system_image(media: &Path, system: &Path) -> Result<(), Error> {
+fn mount_system_image(
+    media: &Path,
+    system: &Path,
+    modules: &mut Option<InitrdModules>,
+) -> Result<(), Error> {
     let sys = Path::new("/sys");
     let dev = Path::new("/dev");
     let (device, found) = wait_for(MEDIA_WAIT, || {
+        if let Some(modules) = modules.as_mut() {
+            modules.poll();
+        }
         let devices = probe::block_devices(sys, dev);
         MEDIA_LABELS
             .iter()
@@ -317,7 +414,11 @@ fn format_state(disk: &Path) -> Result<(), Error> {
 
 /// Mounts the state on `target`; returns false (and mounts a tmpfs there)
 /// when there is none.
-fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
+fn mount_state(
+    state: &StateConfig,
+    target: &Path,
+    modules: &mut Option<InitrdModules>,
+) -> Result<bool, Error> {
     let sys = Path::new("/sys");
     let dev = Path::new("/dev");
     let found = match DeviceSpec::parse(&state.dev) {
@@ -327,7 +428,12 @@ fn mount_state(state: &StateConfig, target: &Path) -> Result<bool, Error> {
             } else {
                 Duration::from_secs(3)
             };
-            wait_for(wait, || spec.find(sys, dev))
+            wait_for(wait, || {
+                if let Some(modules) = modules.as_mut() {
+                    modules.poll();
+                }
+                spec.find(sys, dev)
+            })
         }
         Err(e) => {
             tracing::error!("rancher.state.dev: {e}");
@@ -565,17 +671,17 @@ pub fn run(after_dashes: &[String]) -> Result<Infallible, Error> {
     let mut merged = layers.kernel.clone();
     merged.merge(&config::cmdline::parse(&format!("-- {}", after_dashes.join(" "))).after_dashes);
 
-    load_initrd_modules(&release);
+    let mut modules = InitrdModules::load(&release);
 
     // /sysroot is the new root; the media and system image are mounted
     // inside its /run once /run has moved, so mount them aside first.
     let media = Path::new("/media-boot");
     let system = Path::new("/system");
-    mount_system_image(media, system)?;
+    mount_system_image(media, system, &mut modules)?;
 
     let new_root = Path::new("/sysroot");
     let state = StateConfig::from_config(&merged);
-    let persistent = mount_state(&state, new_root)?;
+    let persistent = mount_state(&state, new_root, &mut modules)?;
     let root = match &state.directory {
         Some(dir) => {
             let root = new_root.join(dir.trim_start_matches('/'));

@@ -202,34 +202,8 @@ fn load_listed(index: &crate::kmod::ModuleIndex, entries: &[String]) {
 /// each device's `modalias` resolved through modules.alias. Devices that no
 /// module drives are skipped quietly.
 fn coldplug(index: &crate::kmod::ModuleIndex) {
-    let mut aliases = std::collections::BTreeSet::new();
-    let Ok(buses) = std::fs::read_dir("/sys/bus") else {
-        return;
-    };
-    for bus in buses.flatten() {
-        let Ok(devices) = std::fs::read_dir(bus.path().join("devices")) else {
-            continue;
-        };
-        for device in devices.flatten() {
-            if let Ok(alias) = std::fs::read_to_string(device.path().join("modalias")) {
-                let alias = alias.trim();
-                if !alias.is_empty() {
-                    aliases.insert(alias.to_string());
-                }
-            }
-        }
-    }
-    // Each module once, in the order of the first alias naming it.
-    let mut modules: Vec<String> = Vec::new();
-    for alias in &aliases {
-        if let Ok(crate::kmod::Resolved::Modules(found)) = index.resolve(alias) {
-            for module in found {
-                if !modules.contains(&module) {
-                    modules.push(module);
-                }
-            }
-        }
-    }
+    let aliases = crate::kmod::device_aliases(Path::new("/sys"));
+    let modules = crate::kmod::drivers_for(index, &aliases);
     let errors = crate::kmod::load_parallel(index, &modules, crate::kmod::load_threads());
     for (module, e) in &errors {
         tracing::debug!("coldplug {module}: {e}");
