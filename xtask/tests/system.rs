@@ -668,6 +668,10 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
         "echo kept > /home/rancher/kept && \
          docker run -d --restart=always --name keeper busybox:latest sleep 100000 >/dev/null",
     );
+    // The console's docker client, copied from User Docker's image at the
+    // first boot, is kept as it is at the next (same image, same digest).
+    let client = "stat -c '%i %Y %s' /var/lib/rancher/engine/docker";
+    let client_before = vm.ok("client before reboot", client);
     let _ = vm.ssh("sudo reboot");
     vm.wait_exit("reboot", Duration::from_secs(180));
     assert!(
@@ -691,6 +695,11 @@ fn disk_image_services_ssh_user_docker_reboot_and_poweroff() {
     vm.ok(
         "image kept",
         "docker image inspect busybox:latest >/dev/null",
+    );
+    assert_eq!(
+        vm.ok("client after reboot", client),
+        client_before,
+        "the console's docker client was copied again although User Docker's image is the same"
     );
 
     // 8. `sudo poweroff` ends with QEMU exiting.
