@@ -153,9 +153,9 @@ const FILESYSTEM_MODULES: &[&str] = &[
 
 /// How long stage 1 looks for the boot medium with the drivers of the
 /// devices present before it loads every module of the initrd, for
-/// hardware whose driver no device alias names.
-/// Devices that take longer to show up (a USB stick: enumeration, then
-/// usb-storage's settle time of 1 s) get the old way, every module.
+/// hardware whose driver no device alias names. Devices that take longer
+/// to show up (a USB stick: enumeration, then usb-storage's settle time of
+/// 1 s) get the old way, every module.
 const ALL_MODULES_AFTER: Duration = Duration::from_secs(2);
 
 /// Stage 1's kernel modules: the file systems, and the drivers of the
