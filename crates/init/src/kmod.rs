@@ -708,19 +708,19 @@ impl<'a> Prober<'a> {
                 continue;
             }
             let own = if dep == module { params } else { "" };
-            // A dependency's own soft dependencies come with it, as with
-            // libkmod: erofs needs libcrc32c, whose init asks the crypto
-            // API for the crc32c that its `pre:` names, and fails (ENOENT)
-            // when nothing has registered one yet.
-            let dep_softdep = if dep == module {
-                SoftDep::default()
-            } else {
-                self.index.softdep(&dep).cloned().unwrap_or_default()
-            };
-            if self.action != Action::ShowDepends && !self.is_loaded(&dep) {
-                for name in &dep_softdep.pre {
-                    self.probe_soft(&dep, name);
-                }
+            // A dependency's own soft dependencies come with it when it is
+            // loaded, as with libkmod: erofs needs libcrc32c, whose init
+            // asks the crypto API for the crc32c that its `pre:` names, and
+            // fails (ENOENT) when nothing has registered one yet. (The
+            // module's own are probed around this loop.)
+            let dep_softdep =
+                if dep == module || self.action == Action::ShowDepends || self.is_loaded(&dep) {
+                    SoftDep::default()
+                } else {
+                    self.index.softdep(&dep).cloned().unwrap_or_default()
+                };
+            for name in &dep_softdep.pre {
+                self.probe_soft(&dep, name);
             }
             let line = if own.is_empty() {
                 format!("insmod {}", path.display())
@@ -743,10 +743,8 @@ impl<'a> Prober<'a> {
                     }
                 }
             }
-            if self.action != Action::ShowDepends {
-                for name in &dep_softdep.post {
-                    self.probe_soft(&dep, name);
-                }
+            for name in &dep_softdep.post {
+                self.probe_soft(&dep, name);
             }
         }
         for name in &softdep.post {
