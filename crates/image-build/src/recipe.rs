@@ -181,19 +181,15 @@ impl Recipe {
                 ),
             ));
         }
+        // Shared trees are named as image directories are.
         for (i, name) in raw.shared_files.iter().enumerate() {
-            let plain = !name.is_empty()
-                && name != "."
-                && name != ".."
-                && !name.contains('/')
-                && !name.contains('\\');
-            if !plain {
-                return Err(Error::recipe(
+            check_image_name(name).map_err(|e| {
+                Error::recipe(
                     file,
                     format!("shared_files[{i}]"),
-                    format!("the name of a directory under {SHARED_DIR}/, not {name:?}"),
-                ));
-            }
+                    format!("the name of a directory under {SHARED_DIR}/: {e}"),
+                )
+            })?;
         }
         for (i, h) in raw.hooks.iter().enumerate() {
             if h.trim().is_empty() {
