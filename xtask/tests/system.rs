@@ -158,16 +158,6 @@ impl Vm {
             boots: 0,
         };
         vm.boot(boot);
-        // QEMU itself may crash under TCG on a loaded host before any of
-        // OxOS's code runs (a QEMU segfault during the kernel's PCI
-        // enumeration was seen once). Then, and only then, boot again once.
-        if !vm.reaches_stage1(Duration::from_secs(300)) {
-            eprintln!(
-                "e2e: QEMU exited before ros started (stage 1), booting again; its serial console:\n{}",
-                vm.tail()
-            );
-            vm.boot(boot);
-        }
         vm
     }
 
@@ -188,8 +178,30 @@ impl Vm {
         true
     }
 
-    /// Starts QEMU (again) with the same key and config drive.
+    /// Starts QEMU (again) with the same key and config drive, and sees it
+    /// reach ros's stage 1.
+    ///
+    /// QEMU may stop before any of OxOS's code runs, through no fault of
+    /// it: under multi-threaded TCG the guest kernel has died in its own
+    /// start (an "Oops: int3" where it patches its code while the other
+    /// vCPU runs it, seen in a reboot's second boot as in first boots), and
+    /// QEMU itself has crashed during the kernel's PCI enumeration on a
+    /// loaded host. Then, and only then (QEMU exited and stage 1 never said
+    /// it was starting), this boot is tried once more: nothing of OxOS ran,
+    /// so nothing on its disks changed.
     fn boot(&mut self, boot: &Boot) {
+        self.launch(boot);
+        if !self.reaches_stage1(Duration::from_secs(300)) {
+            eprintln!(
+                "e2e: QEMU exited before ros started (stage 1), booting again; its serial console:\n{}",
+                self.tail()
+            );
+            self.launch(boot);
+        }
+    }
+
+    /// Starts QEMU with the same key and config drive, on a new serial log.
+    fn launch(&mut self, boot: &Boot) {
         self.port = free_port();
         self.log = self.dir.path().join(format!("serial-{}.log", self.boots));
         self.boots += 1;
