@@ -22,7 +22,8 @@
 //! 1. host packages ([`BUILD_PACKAGES`], installed when missing);
 //! 2. the kernel: [`kernel`] fetches trixie's `linux-image-amd64` through a
 //!    private apt configuration, unpacks it and runs `depmod` over it;
-//! 3. `ros`, statically linked (`+crt-static`, glibc target, release
+//! 3. `ros`, statically linked and not position-independent
+//!    (`+crt-static`, `relocation-model=static`, glibc target, release
 //!    profile), in its own target directory so that it does not disturb the
 //!    workspace's dynamic builds;
 //! 4. the system image: [`modules::SYSTEM`] closed over `modules.dep`,
@@ -842,7 +843,17 @@ fn build_static_ros(target: &Path) -> Result<PathBuf> {
             .args(["build", "--release", "--package", "ros"])
             .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
             .arg(target)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+            // Static and not position-independent: a static-pie binary
+            // relocates its 0.5 MB of `.data.rel.ro` when it starts, and
+            // those pages become private memory of each process; PID 1, a
+            // shim per system container, netconf and the console's init
+            // are all `ros` (about 5 MB on a booted system). The price is
+            // that the binary's own addresses are not randomised (the
+            // heap's, stack's and libraries' mappings still are).
+            .env(
+                "RUSTFLAGS",
+                "-C target-feature=+crt-static -C relocation-model=static",
+            ),
     )?;
     let ros = target.join("x86_64-unknown-linux-gnu/release/ros");
     let bytes = std::fs::read(&ros).with_context(|| format!("cannot read {}", ros.display()))?;
@@ -852,7 +863,34 @@ fn build_static_ros(target: &Path) -> Result<PathBuf> {
             ros.display()
         );
     }
+    if is_position_independent(&bytes)? {
+        bail!(
+            "{} is position-independent (ELF type DYN): each ros process would \
+             relocate its data at start and keep it as private memory",
+            ros.display()
+        );
+    }
     Ok(ros)
+}
+
+/// Whether an ELF file is position-independent (`e_type` ET_DYN, as a PIE
+/// or static-pie executable is) rather than linked at fixed addresses
+/// (ET_EXEC).
+fn is_position_independent(bytes: &[u8]) -> Result<bool> {
+    const ET_EXEC: u16 = 2;
+    const ET_DYN: u16 = 3;
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        bail!("not a 64-bit little-endian ELF file");
+    }
+    match bytes
+        .get(0x10..0x12)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    {
+        Some(ET_DYN) => Ok(true),
+        Some(ET_EXEC) => Ok(false),
+        Some(other) => bail!("ELF type {other} is not an executable"),
+        None => bail!("truncated ELF header"),
+    }
 }
 
 /// Whether an ELF64 little-endian executable has no program interpreter
@@ -1739,5 +1777,19 @@ mod tests {
         elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
         assert!(is_static_elf(&elf).unwrap());
         assert!(is_static_elf(b"#!/bin/sh\n").is_err());
+    }
+
+    #[test]
+    fn position_independence_is_read_from_the_elf_type() {
+        // Rust builds the test binary as a PIE (ET_DYN).
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(is_position_independent(&me).unwrap());
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x10] = 2; // ET_EXEC
+        assert!(!is_position_independent(&elf).unwrap());
+        elf[0x10] = 1; // ET_REL, an object file
+        assert!(is_position_independent(&elf).is_err());
+        assert!(is_position_independent(b"\x7fELF\x02\x01").is_err());
     }
 }
