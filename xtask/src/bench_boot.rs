@@ -43,6 +43,11 @@
 //!   system part).
 //! - Each try's start, length and outcome go to the run's `attempts.log`
 //!   (in target/bench-boot/runs/): what a step waited on.
+//! - A run whose guest kernel died before starting its init (QEMU exited
+//!   and the serial console never says "Run /init as init process": under
+//!   multi-threaded TCG the kernel now and then dies of an "Oops: int3" in
+//!   its own start) is booted once more; any other failure ends the
+//!   benchmark, with the figures measured so far.
 //! - With `--runs N` the machines alternate run by run and the report gives
 //!   the median of each figure, the ratio OxOS/Debian and whether each
 //!   target is met.
@@ -158,17 +163,29 @@ pub fn run(args: &BootArgs) -> Result<()> {
             let system = machine.system();
             eprintln!("xtask: == run {run}/{}: {system}", args.runs);
             let dir = runs_dir.join(format!("{}-{run}", system_slug(system)));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let result = match machine {
-                Machine::Debian(disk) => debian::boot(disk, &dir),
-                Machine::Oxos(disk) => oxos::boot(disk, &image, &key.public, &dir),
-            }
-            .and_then(|boot| vm::measure(system, &boot, &key, args.mem, timeout, &dir));
-            if !args.keep {
-                clean_run_dir(&dir);
-            }
+            let measure = || -> Result<report::Figures> {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let result = match machine {
+                    Machine::Debian(disk) => debian::boot(disk, &dir),
+                    Machine::Oxos(disk) => oxos::boot(disk, &image, &key.public, &dir),
+                }
+                .and_then(|boot| vm::measure(system, &boot, &key, args.mem, timeout, &dir));
+                if !args.keep {
+                    clean_run_dir(&dir);
+                }
+                result
+            };
+            // A kernel that died before its init is booted once more, from
+            // a fresh copy of the disk; nothing of the system was measured.
+            let result = match measure() {
+                Err(e) if e.downcast_ref::<vm::KernelDiedEarly>().is_some() => {
+                    eprintln!("xtask: {e}\nxtask: the guest kernel died before its init; booting this run again");
+                    measure()
+                }
+                other => other,
+            };
             let figures = match result {
                 Ok(f) => f,
                 Err(e) => {

@@ -97,14 +97,42 @@ impl Drop for Qemu {
     }
 }
 
+/// What the kernel prints when it starts the first program of user space
+/// ("Run /init as init process"), on either machine.
+const KERNEL_RAN_INIT: &str = " as init process";
+
+/// QEMU exited before the guest kernel started its init: the kernel died in
+/// its own start, before any of the measured system ran. Under
+/// multi-threaded TCG this happens now and then on either machine (an
+/// "Oops: int3" while the kernel patches its code and the other vCPU runs
+/// it), so the run is worth booting again; see [`super::run`].
+#[derive(Debug)]
+pub struct KernelDiedEarly {
+    pub message: String,
+}
+
+impl std::fmt::Display for KernelDiedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for KernelDiedEarly {}
+
 impl Qemu {
-    /// Fails when QEMU has exited.
+    /// Fails when QEMU has exited; with [`KernelDiedEarly`] when the guest
+    /// kernel never started its init.
     fn check_running(&mut self, system: System, step: &str) -> Result<()> {
         if let Some(status) = self.child.try_wait().context("cannot wait for qemu")? {
-            bail!(
+            let message = format!(
                 "{system}: qemu exited ({status}) while waiting for {step}{}",
                 self.diagnostics()
             );
+            let serial = std::fs::read(&self.log).unwrap_or_default();
+            if !String::from_utf8_lossy(&serial).contains(KERNEL_RAN_INIT) {
+                return Err(KernelDiedEarly { message }.into());
+            }
+            bail!(message);
         }
         Ok(())
     }
@@ -439,6 +467,28 @@ fn run_limited(cmd: &mut Command, limit: Duration) -> std::result::Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_qemu_that_exited_before_the_kernel_ran_init_is_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let exited = |serial: &str| {
+            let log = dir.path().join("serial.log");
+            std::fs::write(&log, serial).unwrap();
+            let mut child = Command::new("true").spawn().unwrap();
+            child.wait().unwrap();
+            let mut qemu = Qemu {
+                child,
+                log,
+                errors: dir.path().join("qemu-stderr"),
+            };
+            qemu.check_running(System::Oxos, "SSH").unwrap_err()
+        };
+        let early = exited("[    2.75] Oops: int3: 0000 [#2] PREEMPT SMP NOPTI\n");
+        assert!(early.downcast_ref::<KernelDiedEarly>().is_some(), "{early}");
+        assert!(early.to_string().contains("qemu exited"), "{early}");
+        let late = exited("[    2.53] Run /init as init process\n[   30.1] Kernel panic\n");
+        assert!(late.downcast_ref::<KernelDiedEarly>().is_none(), "{late}");
+    }
 
     #[test]
     fn memory_is_idle_once_two_readings_differ_by_less_than_a_mebibyte() {
