@@ -350,7 +350,6 @@ async fn serve(started: Instant) -> Shutdown {
     if let Some(engine) = &engine {
         preload_images(engine).await;
         failed = bring_up_services(started).await;
-        release_freed_heap();
     }
     // Failed services are tried again until they are up, or until the
     // machine shuts down.
@@ -367,20 +366,6 @@ async fn serve(started: Instant) -> Shutdown {
         engine.stop_all(10).await;
     }
     how
-}
-
-/// Gives the heap that bringing up the services used and freed back to the
-/// kernel. PID 1 lives as long as the machine, and glibc's allocator keeps
-/// freed memory for reuse (the parsed configs, the images' metadata, the
-/// services' plans): without this it stays counted against the system.
-fn release_freed_heap() {
-    // SAFETY: malloc_trim only walks and trims the allocator's own free
-    // lists; it takes the allocator's lock like any malloc call.
-    let released = unsafe { libc::malloc_trim(0) };
-    tracing::debug!(
-        "heap: freed memory given back to the kernel: {}",
-        released == 1
-    );
 }
 
 /// Opens the engine and serves its API from PID 1. An engine that cannot
