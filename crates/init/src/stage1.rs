@@ -275,9 +275,7 @@ fn mount_system_image(
     let sys = Path::new("/sys");
     let dev = Path::new("/dev");
     let (device, found) = wait_for(MEDIA_WAIT, || {
-        if let Some(modules) = modules.as_mut() {
-            modules.poll();
-        }
+        modules.iter_mut().for_each(InitrdModules::poll);
         let devices = probe::block_devices(sys, dev);
         MEDIA_LABELS
             .iter()
@@ -429,9 +427,7 @@ fn mount_state(
                 Duration::from_secs(3)
             };
             wait_for(wait, || {
-                if let Some(modules) = modules.as_mut() {
-                    modules.poll();
-                }
+                modules.iter_mut().for_each(InitrdModules::poll);
                 spec.find(sys, dev)
             })
         }
