@@ -712,9 +712,10 @@ impl<'a> Prober<'a> {
             // loaded, as with libkmod: erofs needs libcrc32c, whose init
             // asks the crypto API for the crc32c that its `pre:` names, and
             // fails (ENOENT) when nothing has registered one yet. (The
-            // module's own are probed around this loop.)
+            // module's own are probed around this loop.) `--show-depends`
+            // lists them too, loaded or not, as it lists the dependencies.
             let dep_softdep =
-                if dep == module || self.action == Action::ShowDepends || self.is_loaded(&dep) {
+                if dep == module || (self.action != Action::ShowDepends && self.is_loaded(&dep)) {
                     SoftDep::default()
                 } else {
                     self.index.softdep(&dep).cloned().unwrap_or_default()
@@ -1703,6 +1704,19 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
             fx.run(&["-n", "-v", "bridge"]).1,
             format!(
                 "insmod {}/kernel/net/bridge/bridge.ko.xz\n",
+                fx.dir().display()
+            )
+        );
+        // --show-depends lists everything loading would need, loaded or
+        // not, the dependency's soft dependencies in their places.
+        assert_eq!(
+            fx.run(&["--show-depends", "bridge"]).1,
+            format!(
+                "insmod {0}/kernel/net/llc/llc.ko.xz\n\
+                 insmod {0}/kernel/drivers/net/dummy.ko.xz\n\
+                 insmod {0}/kernel/net/802/stp.ko.xz\n\
+                 insmod {0}/kernel/drivers/net/virtio_net.ko.xz\n\
+                 insmod {0}/kernel/net/bridge/bridge.ko.xz\n",
                 fx.dir().display()
             )
         );
