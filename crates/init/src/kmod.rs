@@ -1673,33 +1673,31 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
     fn a_dependencys_soft_dependencies_load_with_it() {
         // As erofs needs libcrc32c, whose init needs a crc32c: bridge needs
         // stp, and here stp wants dummy first and virtio_net after.
-        let fx = Fixture::new(&[]);
-        let m = fx.dir();
-        std::fs::write(
-            m.join("modules.softdep"),
-            "softdep stp pre: dummy post: virtio_net\n",
-        )
-        .unwrap();
-        let (status, out, _) = fx.run(&["-n", "-v", "bridge"]);
-        assert_eq!(status, 0);
-        assert_eq!(
-            out,
+        let with_softdep = |loaded: &[&str]| {
+            let fx = Fixture::new(loaded);
+            std::fs::write(
+                fx.dir().join("modules.softdep"),
+                "softdep stp pre: dummy post: virtio_net\n",
+            )
+            .unwrap();
+            fx
+        };
+        let all = |fx: &Fixture| {
             format!(
                 "insmod {0}/kernel/net/llc/llc.ko.xz\n\
                  insmod {0}/kernel/drivers/net/dummy.ko.xz\n\
                  insmod {0}/kernel/net/802/stp.ko.xz\n\
                  insmod {0}/kernel/drivers/net/virtio_net.ko.xz\n\
                  insmod {0}/kernel/net/bridge/bridge.ko.xz\n",
-                m.display()
+                fx.dir().display()
             )
-        );
+        };
+        let fx = with_softdep(&[]);
+        let (status, out, _) = fx.run(&["-n", "-v", "bridge"]);
+        assert_eq!(status, 0);
+        assert_eq!(out, all(&fx));
         // A dependency that is loaded already brings nothing.
-        let fx = Fixture::new(&["llc", "stp"]);
-        std::fs::write(
-            fx.dir().join("modules.softdep"),
-            "softdep stp pre: dummy post: virtio_net\n",
-        )
-        .unwrap();
+        let fx = with_softdep(&["llc", "stp"]);
         assert_eq!(
             fx.run(&["-n", "-v", "bridge"]).1,
             format!(
@@ -1709,17 +1707,7 @@ kernel/net/netfilter/nf_ct_extra.ko.xz:
         );
         // --show-depends lists everything loading would need, loaded or
         // not, the dependency's soft dependencies in their places.
-        assert_eq!(
-            fx.run(&["--show-depends", "bridge"]).1,
-            format!(
-                "insmod {0}/kernel/net/llc/llc.ko.xz\n\
-                 insmod {0}/kernel/drivers/net/dummy.ko.xz\n\
-                 insmod {0}/kernel/net/802/stp.ko.xz\n\
-                 insmod {0}/kernel/drivers/net/virtio_net.ko.xz\n\
-                 insmod {0}/kernel/net/bridge/bridge.ko.xz\n",
-                fx.dir().display()
-            )
-        );
+        assert_eq!(fx.run(&["--show-depends", "bridge"]).1, all(&fx));
     }
 
     #[test]
