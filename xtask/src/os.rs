@@ -879,13 +879,7 @@ fn build_static_ros(target: &Path) -> Result<PathBuf> {
 fn is_position_independent(bytes: &[u8]) -> Result<bool> {
     const ET_EXEC: u16 = 2;
     const ET_DYN: u16 = 3;
-    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        bail!("not a 64-bit little-endian ELF file");
-    }
-    match bytes
-        .get(0x10..0x12)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    {
+    match Elf64::new(bytes)?.u16_at(0x10) {
         Some(ET_DYN) => Ok(true),
         Some(ET_EXEC) => Ok(false),
         Some(other) => bail!("ELF type {other} is not an executable"),
@@ -893,37 +887,52 @@ fn is_position_independent(bytes: &[u8]) -> Result<bool> {
     }
 }
 
-/// Whether an ELF64 little-endian executable has no program interpreter
-/// (PT_INTERP), i.e. the kernel can run it without a dynamic loader. Six
-/// header fields are read by hand rather than pulling in an ELF crate.
-fn is_static_elf(bytes: &[u8]) -> Result<bool> {
-    let u16_at = |o: usize| {
-        bytes
+/// The bytes of a 64-bit little-endian ELF file, for the few header
+/// fields the build checks; they are read by hand rather than pulling in
+/// an ELF crate.
+struct Elf64<'a>(&'a [u8]);
+
+impl<'a> Elf64<'a> {
+    fn new(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+            bail!("not a 64-bit little-endian ELF file");
+        }
+        Ok(Elf64(bytes))
+    }
+
+    fn u16_at(&self, o: usize) -> Option<u16> {
+        self.0
             .get(o..o + 2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |o: usize| {
-        bytes
+    }
+
+    fn u32_at(&self, o: usize) -> Option<u32> {
+        self.0
             .get(o..o + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |o: usize| {
-        bytes
+    }
+
+    fn u64_at(&self, o: usize) -> Option<u64> {
+        self.0
             .get(o..o + 8)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes)
-    };
-    if bytes.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
-        bail!("not a 64-bit little-endian ELF file");
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+}
+
+/// Whether an ELF64 little-endian executable has no program interpreter
+/// (PT_INTERP), i.e. the kernel can run it without a dynamic loader.
+fn is_static_elf(bytes: &[u8]) -> Result<bool> {
+    let elf = Elf64::new(bytes)?;
+    let (Some(phoff), Some(phentsize), Some(phnum)) =
+        (elf.u64_at(0x20), elf.u16_at(0x36), elf.u16_at(0x38))
     else {
         bail!("truncated ELF header");
     };
     const PT_INTERP: u32 = 3;
     for i in 0..phnum as usize {
         let at = usize::try_from(phoff)? + i * phentsize as usize;
-        match u32_at(at) {
+        match elf.u32_at(at) {
             Some(PT_INTERP) => return Ok(false),
             Some(_) => {}
             None => bail!("truncated ELF program header table"),
