@@ -1,7 +1,9 @@
-//! `PUT /containers/{id}/archive?path=DIR`: a tar archive extracted into a
-//! container's filesystem, as Docker does it.
+//! `/containers/{id}/archive`, the API of `docker cp`: `PUT ?path=DIR`
+//! extracts a tar archive into a container's filesystem, `HEAD ?path=PATH`
+//! says what is at a path ([`PathStat`]) and `GET ?path=PATH` streams a tar
+//! archive of it, as Docker does them.
 //!
-//! Docker resolves the destination, and every path of the archive, as the
+//! Docker resolves the paths, and every path of an archive, as the
 //! container sees it: inside its root (an absolute symlink of the image,
 //! such as `/var/run -> /run`, leads to the container's /run, never to the
 //! host's), and through its volumes and bind mounts (a file put under a
@@ -24,7 +26,9 @@
 //! 3. The container's volumes and bind mounts, bound onto their
 //!    destinations (resolved inside the root with `pathrs`, created when
 //!    missing as a start creates them); read-only ones read-only.
-//! 4. chroot into it. From there every path of the archive is resolved by
+//! 4. chroot into it. A `HEAD` or `GET` reads from there (a thread of its
+//!    own, holding the container's `op` lock until the archive is sent);
+//!    for a `PUT`, every path of the archive is resolved by
 //!    the kernel as in the container, symlinks and `..` included, and
 //!    cannot leave the root, also when the container's own processes
 //!    change its files meanwhile. Each entry replaces what is at its path
@@ -53,9 +57,9 @@ use crate::record::{MountRecord, Status};
 use crate::runconfig;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use runtime::protocol::Rootfs;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,12 +90,13 @@ impl Engine {
         if c.is_removed() {
             return Err(Error::NotFound(format!("No such container: {name_or_id}")));
         }
-        let job = self.job(&c, dir, options)?;
+        let view = self.view(&c)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("put-archive".into())
             .spawn(move || {
-                let _ = tx.send(job.run(body));
+                let name = view.name.clone();
+                let _ = tx.send(view.enter(true, || extract(&dir, body, options, &name)));
             })
             .map_err(|e| Error::internal("cannot start a thread for the extraction", e))?;
         rx.await.map_err(|_| {
@@ -102,9 +107,91 @@ impl Engine {
         })?
     }
 
-    /// What the extracting thread needs, from the record (the caller holds
-    /// the `op` lock).
-    fn job(&self, c: &Container, dir: String, options: PutOptions) -> Result<Job> {
+    /// `HEAD /containers/{id}/archive?path=PATH`: what is at `PATH` in the
+    /// container, as `docker cp` asks before it copies (see [`PathStat`]).
+    pub async fn stat_path(self: &Arc<Self>, name_or_id: &str, path: &str) -> Result<PathStat> {
+        let (stat, _) = self.read_path(name_or_id, path, false).await?;
+        Ok(stat)
+    }
+
+    /// `GET /containers/{id}/archive?path=PATH`: what is at `PATH` and a
+    /// tar archive of it, streamed: a directory's entries are under the
+    /// directory's name (`etc/`, `etc/hostname`, ...), a file or a symlink
+    /// (not followed) is one entry named as the file. The archive is made
+    /// while it is read; an error on the way ends the stream with that
+    /// error, never with a shorter archive that looks complete.
+    pub async fn get_archive(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        path: &str,
+    ) -> Result<(PathStat, ArchiveStream)> {
+        self.read_path(name_or_id, path, true).await
+    }
+
+    /// Stats `path` in the container's view and, with `archive`, streams it.
+    /// One thread does both in the view; it holds the container's `op`
+    /// lock until the archive is written (a start would otherwise mount the
+    /// overlay of a stopped container a second time).
+    async fn read_path(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        path: &str,
+        archive: bool,
+    ) -> Result<(PathStat, ArchiveStream)> {
+        let c = self.get(name_or_id)?;
+        let abs = destination(path)?;
+        let engine = Arc::clone(self);
+        let wanted = name_or_id.to_string();
+        let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
+        let (data_tx, data_rx) = tokio::sync::mpsc::channel(8);
+        std::thread::Builder::new()
+            .name("get-archive".into())
+            .spawn(move || {
+                let _op = c.op.blocking_lock();
+                let view = if c.is_removed() {
+                    Err(Error::NotFound(format!("No such container: {wanted}")))
+                } else {
+                    engine.view(&c)
+                };
+                let view = match view {
+                    Ok(view) => view,
+                    Err(e) => {
+                        let _ = stat_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let name = view.name.clone();
+                let mut stat_tx = Some(stat_tx);
+                let result = view.enter(false, || {
+                    let stat = PathStat::of(&abs, &name)?;
+                    let is_dir = stat.is_dir();
+                    if let Some(tx) = stat_tx.take() {
+                        let _ = tx.send(Ok(stat));
+                    }
+                    if archive {
+                        write_archive(&abs, is_dir, &name, data_tx);
+                    }
+                    Ok(())
+                });
+                if let (Err(e), Some(tx)) = (result, stat_tx) {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(|e| Error::internal("cannot start a thread to read the container", e))?;
+        let stat = match stat_rx.await {
+            Ok(stat) => stat?,
+            Err(_) => {
+                return Err(Error::Internal(format!(
+                    "reading {path} in container {name_or_id} ended without an answer"
+                )))
+            }
+        };
+        Ok((stat, data_rx))
+    }
+
+    /// The container's files as it sees them, to be entered by a thread of
+    /// its own (the caller holds the `op` lock).
+    fn view(&self, c: &Container) -> Result<View> {
         let rec = c.snapshot();
         let name = rec.name.clone();
         let running = match rec.state.status {
@@ -131,9 +218,8 @@ impl Engine {
             runconfig::ensure_mount_sources(&rec)?;
             self.images.layer_paths(&rec.image_id)?
         };
-        Ok(Job {
+        Ok(View {
             name,
-            dir,
             running,
             rootfs: Rootfs {
                 lower,
@@ -144,7 +230,6 @@ impl Engine {
             scratch: c.dir.clone(),
             read_only: rec.host_config.readonly_rootfs.unwrap_or(false),
             mounts: rec.mounts.clone(),
-            options,
         })
     }
 }
@@ -169,6 +254,283 @@ fn destination(path: &str) -> Result<String> {
     })
 }
 
+/// What `docker cp` learns of a path in a container before it copies: the
+/// `X-Docker-Container-Path-Stat` header of `HEAD` and `GET
+/// /containers/{id}/archive`, this as JSON in base64. The last component
+/// of the path is not followed when it is a symlink (a trailing `/` makes
+/// the kernel follow it); the symlink's target is then given fully
+/// resolved in the container (`linkTarget`), which `docker cp -L` copies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathStat {
+    /// The path's last component, as Go's `filepath.Base` gives it.
+    pub name: String,
+    pub size: i64,
+    /// Go's `os.FileMode` bits (see [`go_file_mode`]), as Docker sends them.
+    pub mode: u32,
+    /// RFC 3339 with nanoseconds, in UTC.
+    pub mtime: String,
+    #[serde(rename = "linkTarget")]
+    pub link_target: String,
+}
+
+/// Go's `os.ModeDir`.
+const GO_MODE_DIR: u32 = 1 << 31;
+
+impl PathStat {
+    /// The stat of `abs`, read in the container's view (the caller has
+    /// chrooted into it); `container` names it in messages.
+    fn of(abs: &str, container: &str) -> Result<Self> {
+        let meta = std::fs::symlink_metadata(abs).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotFound(format!(
+                "Could not find the file {abs} in container {container}"
+            )),
+            ErrorKind::NotADirectory => Error::InvalidArgument(format!(
+                "{abs} in container {container}: a path component is not a directory"
+            )),
+            _ => Error::internal(format!("cannot stat {abs} in container {container}"), e),
+        })?;
+        let link_target = if meta.file_type().is_symlink() {
+            // Resolved inside the chroot, so inside the container; a link
+            // that leads nowhere is given as it reads.
+            std::fs::canonicalize(abs)
+                .or_else(|_| std::fs::read_link(abs))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mtime = chrono::DateTime::from_timestamp(meta.mtime(), meta.mtime_nsec() as u32)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        Ok(PathStat {
+            name: go_base(abs),
+            size: meta.size() as i64,
+            mode: go_file_mode(meta.mode()),
+            mtime,
+            link_target,
+        })
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.mode & GO_MODE_DIR != 0
+    }
+
+    /// The value of the `X-Docker-Container-Path-Stat` header.
+    pub fn header_value(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(json)
+    }
+}
+
+/// A Unix `st_mode` as Go's `os.FileMode`: the permission bits, and the
+/// type and special bits moved to Go's own places, which the docker CLI
+/// reads (`IsDir`, `ModeSymlink`).
+pub fn go_file_mode(st_mode: u32) -> u32 {
+    const SYMLINK: u32 = 1 << 27;
+    const DEVICE: u32 = 1 << 26;
+    const NAMED_PIPE: u32 = 1 << 25;
+    const SOCKET: u32 = 1 << 24;
+    const SETUID: u32 = 1 << 23;
+    const SETGID: u32 = 1 << 22;
+    const CHAR_DEVICE: u32 = 1 << 21;
+    const STICKY: u32 = 1 << 20;
+    let kind = match st_mode & libc::S_IFMT {
+        libc::S_IFDIR => GO_MODE_DIR,
+        libc::S_IFLNK => SYMLINK,
+        libc::S_IFBLK => DEVICE,
+        libc::S_IFCHR => DEVICE | CHAR_DEVICE,
+        libc::S_IFIFO => NAMED_PIPE,
+        libc::S_IFSOCK => SOCKET,
+        _ => 0,
+    };
+    let special = [
+        (libc::S_ISUID, SETUID),
+        (libc::S_ISGID, SETGID),
+        (libc::S_ISVTX, STICKY),
+    ]
+    .iter()
+    .filter(|(bit, _)| st_mode & bit != 0)
+    .fold(0, |acc, (_, go)| acc | go);
+    kind | special | (st_mode & 0o777)
+}
+
+/// Go's `filepath.Base`: the last component, trailing slashes ignored;
+/// `/` for the root, `.` for `DIR/.`.
+fn go_base(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".into();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
+}
+
+/// The archive of a `GET /containers/{id}/archive`, as it is made: chunks,
+/// or the error that ended it.
+pub type ArchiveStream = tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>;
+
+/// A writer that hands what it is given to the response, a chunk at a time
+/// (the channel is bounded: a slow reader slows the archiving down).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the tar archive of `abs` (in the container's view; the caller
+/// has chrooted into it) to `tx`, as Docker names its entries: under the
+/// path's last component, so that `docker cp` can rename them (`etc/...`
+/// for `/etc`, `./...` for `/etc/.`; the root's entries under no name).
+/// An error ends the stream with it, so the client sees a failed copy, not
+/// a short archive.
+fn write_archive(
+    abs: &str,
+    is_dir: bool,
+    container: &str,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+) {
+    let base = go_base(abs);
+    let name = if base == "/" { String::new() } else { base };
+    let result = (|| {
+        let writer = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx.clone()));
+        let mut builder = tar::Builder::new(writer);
+        append_tree(&mut builder, Path::new(abs), &name, is_dir)?;
+        builder.into_inner()?.flush()
+    })();
+    if let Err(e) = result {
+        if e.kind() == ErrorKind::BrokenPipe {
+            return;
+        }
+        tracing::warn!("archive of {abs} in container {container}: {e}");
+        let _ = tx.blocking_send(Err(std::io::Error::new(
+            e.kind(),
+            format!("archive of {abs} in container {container}: {e}"),
+        )));
+    }
+}
+
+/// Appends `path` as `name`, and a directory's contents below it (in name
+/// order, symlinks not followed). Sockets are left out: tar has no type
+/// for them (Docker leaves them out too). Hard links are archived as
+/// separate copies.
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &str,
+    top_is_dir: bool,
+) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let kind = meta.file_type();
+    // A trailing `/` on the requested path follows a symlink: the stat
+    // said directory, and so must the walk (symlink_metadata of "link/"
+    // follows it too).
+    let is_dir = kind.is_dir() || (top_is_dir && kind.is_symlink());
+    if kind.is_socket() {
+        return Ok(());
+    }
+    if !name.is_empty() {
+        append_entry(builder, path, &meta, name, is_dir)?;
+    }
+    if is_dir {
+        let mut children = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        children.sort();
+        for child in children {
+            let child_name = child.to_string_lossy();
+            let child_name = if name.is_empty() {
+                child_name.into_owned()
+            } else {
+                format!("{name}/{child_name}")
+            };
+            append_tree(builder, &path.join(&child), &child_name, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// One entry: a header from `meta` (type, mode, owner, time, a device's
+/// numbers) with `name` written as it is, and a regular file's contents.
+///
+/// The name is written here, not with the tar crate's path setters: those
+/// drop `.` components, and `docker cp CONTAINER:DIR/. NEW` renames
+/// entries by replacing their leading `.`. Names and link targets longer
+/// than the header's 100 bytes go before it in GNU long-name entries, as
+/// the crate itself writes them.
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    name: &str,
+    is_dir: bool,
+) -> std::io::Result<()> {
+    use tar::{EntryType, Header, HeaderMode};
+    let mut header = Header::new_gnu();
+    header.set_metadata_in_mode(meta, HeaderMode::Complete);
+    header.set_mode(meta.mode() & 0o7777);
+    let mut name = name.as_bytes().to_vec();
+    if is_dir {
+        header.set_entry_type(EntryType::Directory);
+        header.set_size(0);
+        name.push(b'/');
+    }
+    let kind = meta.file_type();
+    if kind.is_block_device() || kind.is_char_device() {
+        let rdev = meta.rdev();
+        header.set_device_major(libc::major(rdev))?;
+        header.set_device_minor(libc::minor(rdev))?;
+    }
+    if kind.is_symlink() && !is_dir {
+        let target = std::fs::read_link(path)?;
+        let target = target.as_os_str().as_encoded_bytes();
+        if target.len() > 100 {
+            append_long_name(builder, EntryType::GNULongLink, target)?;
+        }
+        let field = &mut header.as_old_mut().linkname;
+        let n = target.len().min(field.len());
+        field[..n].copy_from_slice(&target[..n]);
+    }
+    if name.len() > 100 {
+        append_long_name(builder, EntryType::GNULongName, &name)?;
+    }
+    let field = &mut header.as_old_mut().name;
+    let n = name.len().min(field.len());
+    field[..n].copy_from_slice(&name[..n]);
+    header.set_cksum();
+    if kind.is_file() {
+        builder.append(&header, std::fs::File::open(path)?)
+    } else {
+        builder.append(&header, std::io::empty())
+    }
+}
+
+/// A GNU long name (`L`) or long link target (`K`) entry, NUL-terminated.
+fn append_long_name<W: Write>(
+    builder: &mut tar::Builder<W>,
+    kind: tar::EntryType,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(bytes.len() as u64 + 1);
+    header.set_entry_type(kind);
+    header.set_cksum();
+    builder.append(&header, bytes.chain(&[0u8][..]))
+}
+
 /// Whether something is mounted on `path` (its device differs from its
 /// parent's). Read through the calling thread's own view, unlike
 /// /proc/self/mountinfo, which shows the main thread's.
@@ -180,12 +542,11 @@ fn is_mount_point(path: &Path) -> bool {
     }
 }
 
-/// One extraction, run by a thread of its own (see the module's docs).
-struct Job {
+/// A container's files as the container sees them (see the module's docs),
+/// entered by the thread that reads or writes them.
+struct View {
     /// The container's name, for messages.
     name: String,
-    /// Where to extract, absolute in the container.
-    dir: String,
     /// Running: its shim has the root filesystem mounted already.
     running: bool,
     rootfs: Rootfs,
@@ -193,19 +554,23 @@ struct Job {
     scratch: PathBuf,
     read_only: bool,
     mounts: Vec<MountRecord>,
-    options: PutOptions,
 }
 
-impl Job {
-    fn run(self, body: impl Read) -> Result<()> {
+impl View {
+    /// Runs `work` in the view: this thread's own mount namespace with the
+    /// container's root, volumes and bind mounts, chrooted into it. With
+    /// `writing`, the umask is 0 (modes are the archive's, missing parents
+    /// exactly 0755). The thread should end after it: its mount namespace,
+    /// root and working directory stay the view's.
+    fn enter<T>(self, writing: bool, work: impl FnOnce() -> Result<T>) -> Result<T> {
         use nix::sched::{unshare, CloneFlags};
         // CLONE_NEWNS implies CLONE_FS: the chroot and chdir below are
         // this thread's alone.
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
             .map_err(|e| Error::internal("cannot unshare the mount namespace", e))?;
-        // The umask is this thread's too now: modes are the archive's, and
-        // missing parents exactly 0755.
-        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        if writing {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        }
         mount(
             None::<&str>,
             "/",
@@ -218,7 +583,7 @@ impl Job {
         if self.running {
             if !is_mount_point(target) {
                 return Err(Error::Conflict(format!(
-                    "container {} stopped during the extraction; try again",
+                    "container {} stopped meanwhile; try again",
                     self.name
                 )));
             }
@@ -233,7 +598,7 @@ impl Job {
                 )
             })?;
         }
-        let result = self.extract_in(target, body);
+        let result = self.work_in(target, work);
         if !self.running {
             // The namespace goes with the thread anyway; unmounting now
             // releases the overlay before the caller may start the
@@ -243,8 +608,8 @@ impl Job {
         result
     }
 
-    /// Read-only view, volumes, chroot and extraction, on the mounted root.
-    fn extract_in(&self, target: &Path, body: impl Read) -> Result<()> {
+    /// Read-only view, volumes, chroot and `work`, on the mounted root.
+    fn work_in<T>(&self, target: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.read_only {
             remount_read_only(target).map_err(|e| {
                 Error::internal(
@@ -266,7 +631,7 @@ impl Job {
         nix::unistd::chroot(target)
             .and_then(|()| nix::unistd::chdir("/"))
             .map_err(|e| Error::internal(format!("cannot enter {}", target.display()), e))?;
-        let result = extract(&self.dir, body, self.options, &self.name);
+        let result = work();
         // Back out, so that the caller can unmount by path.
         let _ = nix::unistd::fchdir(real_root.as_raw_fd()).and_then(|()| nix::unistd::chroot("."));
         result
@@ -386,6 +751,11 @@ fn extract(dir: &str, body: impl Read, options: PutOptions, name: &str) -> Resul
             )),
         })?;
     }
+    // The reader stops at the archive's end-of-archive blocks; a client
+    // may send more (padding to a record) and is still writing it. Read to
+    // the end, or the response would close the connection under the
+    // client's write (a "broken pipe" at `docker cp`, the copy done).
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(bad_archive)?;
     Ok(())
 }
 
@@ -515,6 +885,59 @@ mod tests {
         assert_eq!(destination("etc").unwrap(), "/etc");
         assert_eq!(destination("").unwrap_err().status(), 400);
         assert_eq!(destination("/a\0b").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn unix_modes_become_gos_file_modes() {
+        // The bits the docker CLI tests: ModeDir (1 << 31), ModeSymlink
+        // (1 << 27); permissions stay in the low bits.
+        assert_eq!(go_file_mode(libc::S_IFDIR | 0o755), (1 << 31) | 0o755);
+        assert_eq!(go_file_mode(libc::S_IFREG | 0o640), 0o640);
+        assert_eq!(go_file_mode(libc::S_IFLNK | 0o777), (1 << 27) | 0o777);
+        assert_eq!(
+            go_file_mode(libc::S_IFCHR | 0o666),
+            (1 << 26) | (1 << 21) | 0o666
+        );
+        assert_eq!(
+            go_file_mode(libc::S_IFREG | libc::S_ISUID | 0o755),
+            (1 << 23) | 0o755
+        );
+        assert_eq!(
+            go_file_mode(libc::S_IFDIR | libc::S_ISVTX | 0o777),
+            (1 << 31) | (1 << 20) | 0o777
+        );
+    }
+
+    #[test]
+    fn names_are_gos_base_of_the_path() {
+        assert_eq!(go_base("/etc/hostname"), "hostname");
+        assert_eq!(go_base("/etc/"), "etc");
+        assert_eq!(go_base("/etc/."), ".");
+        assert_eq!(go_base("/"), "/");
+        assert_eq!(go_base("//"), "/");
+    }
+
+    #[test]
+    fn the_stat_header_is_base64_json_with_dockers_keys() {
+        use base64::Engine as _;
+        let stat = PathStat {
+            name: "link".into(),
+            size: 15,
+            mode: (1 << 27) | 0o777,
+            mtime: "2026-11-24T11:11:08.5Z".into(),
+            link_target: "/data/dir/a.txt".into(),
+        };
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(stat.header_value())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+            serde_json::json!({
+                "name": "link", "size": 15, "mode": 134218239u32,
+                "mtime": "2026-11-24T11:11:08.5Z", "linkTarget": "/data/dir/a.txt"
+            })
+        );
+        assert!(!stat.is_dir());
     }
 
     #[test]

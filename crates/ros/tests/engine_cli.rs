@@ -822,3 +822,135 @@ fn files_put_into_a_created_and_a_running_container_are_seen_inside() {
     );
     daemon.ok(cli, &["rm", "-f", "running"]);
 }
+
+#[test]
+fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
+    root_only!();
+    let daemon = Daemon::start();
+    let clis = clis();
+    load_busybox(&daemon, &clis[0], IMAGE);
+    daemon.ok(
+        &clis[0],
+        &["run", "-d", "--name", "box", IMAGE, "sleep", "1000"],
+    );
+    // A name longer than a tar header's 100 bytes, and a link to it.
+    let long = "long-name-".repeat(12);
+    daemon.ok(
+        &clis[0],
+        &[
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /data/dir/sub && echo one > /data/dir/a.txt && chmod 640 /data/dir/a.txt \
+                 && echo two > /data/dir/sub/b && ln -s /data/dir/a.txt /data/link \
+                 && echo three > /data/dir/sub/{long} && ln -s /data/dir/sub/{long} /data/dir/to-long"
+            ),
+        ],
+    );
+    let local = daemon.dir().join("cp-local");
+    std::fs::create_dir_all(local.join("in/tree")).unwrap();
+    std::fs::write(local.join("in/hello.txt"), "hello\n").unwrap();
+    std::fs::write(local.join("in/tree/leaf"), "leaf\n").unwrap();
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+
+    for (i, cli) in clis.iter().enumerate() {
+        let out = local.join(format!("out-{i}"));
+        std::fs::create_dir_all(out.join("existing")).unwrap();
+        let to = |name: &str| out.join(name).to_string_lossy().into_owned();
+
+        // A file keeps its contents and mode.
+        daemon.ok(cli, &["cp", "box:/data/dir/a.txt", &to("a.txt")]);
+        assert_eq!(read(&out.join("a.txt")), "one\n", "{}", cli.label);
+        let mode = std::fs::metadata(out.join("a.txt")).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o640,
+            "{}",
+            cli.label
+        );
+        // A directory to a new name, its contents (DIR/.) to a new name,
+        // and a directory into an existing one.
+        daemon.ok(cli, &["cp", "box:/data/dir", &to("copy")]);
+        assert_eq!(read(&out.join("copy/sub/b")), "two\n", "{}", cli.label);
+        assert_eq!(
+            read(&out.join("copy/sub").join(&long)),
+            "three\n",
+            "{}",
+            cli.label
+        );
+        assert_eq!(
+            std::fs::read_link(out.join("copy/to-long")).unwrap(),
+            Path::new("/data/dir/sub").join(&long),
+            "{}",
+            cli.label
+        );
+        daemon.ok(cli, &["cp", "box:/data/dir/.", &to("contents")]);
+        assert_eq!(read(&out.join("contents/a.txt")), "one\n", "{}", cli.label);
+        daemon.ok(cli, &["cp", "box:/data/dir", &to("existing")]);
+        assert_eq!(
+            read(&out.join("existing/dir/sub/b")),
+            "two\n",
+            "{}",
+            cli.label
+        );
+        // A symlink is copied as a link; with -L, what it points at.
+        daemon.ok(cli, &["cp", "box:/data/link", &to("link")]);
+        assert_eq!(
+            std::fs::read_link(out.join("link")).unwrap(),
+            Path::new("/data/dir/a.txt"),
+            "{}",
+            cli.label
+        );
+        daemon.ok(cli, &["cp", "-L", "box:/data/link", &to("followed")]);
+        assert_eq!(read(&out.join("followed")), "one\n", "{}", cli.label);
+        // A missing path is an error that names it.
+        let run = daemon.fails(cli, &["cp", "box:/data/nope", &to("nope")]);
+        assert!(
+            run.stderr().contains("/data/nope"),
+            "{}",
+            run.describe("should name the missing path")
+        );
+        assert!(!out.join("nope").exists());
+
+        // Into the container: a file into an existing directory, a
+        // directory to a new name.
+        let dir = format!("/in-{i}");
+        daemon.ok(cli, &["exec", "box", "mkdir", &dir]);
+        let hello = local.join("in/hello.txt").to_string_lossy().into_owned();
+        let tree = local.join("in/tree").to_string_lossy().into_owned();
+        daemon.ok(cli, &["cp", &hello, &format!("box:{dir}")]);
+        daemon.ok(cli, &["cp", &tree, &format!("box:{dir}/newtree")]);
+        assert_eq!(
+            daemon.ok(
+                cli,
+                &[
+                    "exec",
+                    "box",
+                    "cat",
+                    &format!("{dir}/hello.txt"),
+                    &format!("{dir}/newtree/leaf")
+                ]
+            ),
+            "hello\nleaf",
+            "{}",
+            cli.label
+        );
+    }
+
+    // A container that never ran: its files come from its image and
+    // what was put there.
+    let cli = &clis[0];
+    daemon.ok(cli, &["create", "--name", "fresh", IMAGE, "true"]);
+    let hello = local.join("in/hello.txt").to_string_lossy().into_owned();
+    daemon.ok(cli, &["cp", &hello, "fresh:/etc/"]);
+    let back = local.join("fresh-hello.txt");
+    daemon.ok(
+        cli,
+        &["cp", "fresh:/etc/hello.txt", &back.to_string_lossy()],
+    );
+    assert_eq!(read(&back), "hello\n");
+    daemon.ok(cli, &["rm", "-f", "box", "fresh"]);
+}

@@ -125,6 +125,49 @@ pub async fn put_archive(
     Ok(StatusCode::OK.into_response())
 }
 
+/// The header of `HEAD` and `GET /containers/{id}/archive` that says what
+/// is at the path (see [`crate::archive::PathStat`]).
+const PATH_STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
+
+/// `HEAD /containers/{id}/archive?path=PATH`: what is at PATH in the
+/// container, in the header only (`docker cp` asks before it copies).
+pub async fn stat_archive_path(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    let q = Query::from_uri(&uri);
+    let stat = engine
+        .stat_path(&id, q.get("path").unwrap_or_default())
+        .await?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(PATH_STAT_HEADER, stat.header_value())
+        .body(Body::empty())
+        .unwrap_or_default())
+}
+
+/// `GET /containers/{id}/archive?path=PATH`: a tar archive of PATH in the
+/// container, streamed as it is made (see [`crate::archive`]).
+pub async fn get_archive(
+    State(engine): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    let q = Query::from_uri(&uri);
+    let (stat, rx) = engine
+        .get_archive(&id, q.get("path").unwrap_or_default())
+        .await?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .header(PATH_STAT_HEADER, stat.header_value())
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .unwrap_or_default())
+}
+
 pub async fn inspect(State(engine): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let c = engine.get(&id)?;
     Ok(json_response(StatusCode::OK, &inspect_json(&c)))

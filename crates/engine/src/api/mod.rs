@@ -45,8 +45,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/containers/{id}/archive",
             put(containers::put_archive)
-                .get(not_supported)
-                .head(not_supported),
+                .get(containers::get_archive)
+                .head(containers::stat_archive_path),
         )
         .route("/containers/{id}", delete(containers::remove))
         .route("/exec/{id}/start", post(containers::exec_start))
