@@ -135,6 +135,10 @@ pub enum Command {
     ///
     /// Example: system-docker exec -e A=1 console ls /
     Exec(ExecArgs),
+    /// Copy files between a container and the local file system (a tar archive with -)
+    ///
+    /// Example: system-docker cp ntp:/etc/ntp.conf .
+    Cp(CpArgs),
 }
 
 /// `images`.
@@ -466,6 +470,42 @@ pub struct LogsArgs {
     /// Container (name or id)
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `cp`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+CONTAINER:PATH names a path in a container (a path that starts with / or . \
+is always local). A directory is copied with everything below it; DIR/. \
+copies its contents. Into an existing directory a copy keeps its name; to a \
+path that does not exist it takes that path's name. A file does not replace \
+a directory, nor a directory a file. With - as the source, a tar archive \
+read from stdin is extracted into the container's directory; with - as the \
+destination, the tar archive is written to stdout.
+
+Examples:
+  system-docker cp ntp:/etc/ntp.conf .           a file out, under its name
+  system-docker cp console:/home/rancher/. bak   a directory's contents, to bak
+  system-docker cp -L console:/etc/localtime lt  what the link points at
+  system-docker cp rules.conf udev:/etc/udev/    a file into a directory
+  system-docker cp syslog:/var/log - | tar t     the tar archive, on stdout")]
+pub struct CpArgs {
+    /// Keep the local owners (uid:gid) of what goes into a container; by
+    /// default it belongs to root
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Copy what a symlink SRC_PATH points at, not the link
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Print nothing on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// What to copy: CONTAINER:SRC_PATH, a local path, or -
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Where to: a local path, CONTAINER:DEST_PATH, or -
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }
 
 /// `exec`.

@@ -49,6 +49,15 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A local file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+
     /// Writing our own output failed (closed pipe and the like).
     #[error("cannot write output: {0}")]
     Output(#[source] io::Error),

@@ -828,15 +828,13 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
     root_only!();
     let daemon = Daemon::start();
     let clis = clis();
-    load_busybox(&daemon, &clis[0], IMAGE);
-    daemon.ok(
-        &clis[0],
-        &["run", "-d", "--name", "box", IMAGE, "sleep", "1000"],
-    );
+    let cli = &clis[0];
+    load_busybox(&daemon, cli, IMAGE);
+    daemon.ok(cli, &["run", "-d", "--name", "box", IMAGE, "sleep", "1000"]);
     // A name longer than a tar header's 100 bytes, and a link to it.
     let long = "long-name-".repeat(12);
     daemon.ok(
-        &clis[0],
+        cli,
         &[
             "exec",
             "box",
@@ -853,96 +851,57 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
     std::fs::create_dir_all(local.join("in/tree")).unwrap();
     std::fs::write(local.join("in/hello.txt"), "hello\n").unwrap();
     std::fs::write(local.join("in/tree/leaf"), "leaf\n").unwrap();
-    let read =
-        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 
-    for (i, cli) in clis.iter().enumerate() {
-        let out = local.join(format!("out-{i}"));
-        std::fs::create_dir_all(out.join("existing")).unwrap();
-        let to = |name: &str| out.join(name).to_string_lossy().into_owned();
+    // The same copies with each docker CLI and with system-docker.
+    type Copier<'a> = Box<dyn Fn(&[&str]) -> common::Run + 'a>;
+    let mut copiers: Vec<(String, Copier)> = clis
+        .iter()
+        .map(|c| {
+            let copy: Copier =
+                Box::new(|args: &[&str]| daemon.docker(c, &[&["cp"], args].concat()));
+            (c.label.clone(), copy)
+        })
+        .collect();
+    copiers.push((
+        "system-docker".into(),
+        Box::new(|args: &[&str]| daemon.system_docker(&[&["cp"], args].concat())),
+    ));
+    for (i, (label, copy)) in copiers.iter().enumerate() {
+        let ok = |args: &[&str]| {
+            let run = copy(args);
+            assert!(
+                run.out.status.success(),
+                "{}\n{}",
+                run.describe("failed"),
+                daemon.logs()
+            );
+        };
+        cp_both_ways(
+            &daemon,
+            cli,
+            label,
+            &local,
+            &long,
+            &format!("{i}"),
+            &ok,
+            copy,
+        );
+    }
 
-        // A file keeps its contents and mode.
-        daemon.ok(cli, &["cp", "box:/data/dir/a.txt", &to("a.txt")]);
-        assert_eq!(read(&out.join("a.txt")), "one\n", "{}", cli.label);
-        let mode = std::fs::metadata(out.join("a.txt")).unwrap().permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o640,
-            "{}",
-            cli.label
-        );
-        // A directory to a new name, its contents (DIR/.) to a new name,
-        // and a directory into an existing one.
-        daemon.ok(cli, &["cp", "box:/data/dir", &to("copy")]);
-        assert_eq!(read(&out.join("copy/sub/b")), "two\n", "{}", cli.label);
-        assert_eq!(
-            read(&out.join("copy/sub").join(&long)),
-            "three\n",
-            "{}",
-            cli.label
-        );
-        assert_eq!(
-            std::fs::read_link(out.join("copy/to-long")).unwrap(),
-            Path::new("/data/dir/sub").join(&long),
-            "{}",
-            cli.label
-        );
-        daemon.ok(cli, &["cp", "box:/data/dir/.", &to("contents")]);
-        assert_eq!(read(&out.join("contents/a.txt")), "one\n", "{}", cli.label);
-        daemon.ok(cli, &["cp", "box:/data/dir", &to("existing")]);
-        assert_eq!(
-            read(&out.join("existing/dir/sub/b")),
-            "two\n",
-            "{}",
-            cli.label
-        );
-        // A symlink is copied as a link; with -L, what it points at.
-        daemon.ok(cli, &["cp", "box:/data/link", &to("link")]);
-        assert_eq!(
-            std::fs::read_link(out.join("link")).unwrap(),
-            Path::new("/data/dir/a.txt"),
-            "{}",
-            cli.label
-        );
-        daemon.ok(cli, &["cp", "-L", "box:/data/link", &to("followed")]);
-        assert_eq!(read(&out.join("followed")), "one\n", "{}", cli.label);
-        // A missing path is an error that names it.
-        let run = daemon.fails(cli, &["cp", "box:/data/nope", &to("nope")]);
+    // `-`: the engine's tar archive on stdout, entries under the
+    // directory's name.
+    let run = daemon.system_docker(&["cp", "box:/data/dir", "-"]);
+    assert!(run.out.status.success(), "{}", run.describe("failed"));
+    let listing = String::from_utf8_lossy(&run.out.stdout);
+    for name in ["dir/", "dir/a.txt", "dir/sub/b"] {
         assert!(
-            run.stderr().contains("/data/nope"),
-            "{}",
-            run.describe("should name the missing path")
-        );
-        assert!(!out.join("nope").exists());
-
-        // Into the container: a file into an existing directory, a
-        // directory to a new name.
-        let dir = format!("/in-{i}");
-        daemon.ok(cli, &["exec", "box", "mkdir", &dir]);
-        let hello = local.join("in/hello.txt").to_string_lossy().into_owned();
-        let tree = local.join("in/tree").to_string_lossy().into_owned();
-        daemon.ok(cli, &["cp", &hello, &format!("box:{dir}")]);
-        daemon.ok(cli, &["cp", &tree, &format!("box:{dir}/newtree")]);
-        assert_eq!(
-            daemon.ok(
-                cli,
-                &[
-                    "exec",
-                    "box",
-                    "cat",
-                    &format!("{dir}/hello.txt"),
-                    &format!("{dir}/newtree/leaf")
-                ]
-            ),
-            "hello\nleaf",
-            "{}",
-            cli.label
+            listing.contains(&format!("{name}\0")),
+            "{name} is not in the archive on stdout"
         );
     }
 
     // A container that never ran: its files come from its image and
     // what was put there.
-    let cli = &clis[0];
     daemon.ok(cli, &["create", "--name", "fresh", IMAGE, "true"]);
     let hello = local.join("in/hello.txt").to_string_lossy().into_owned();
     daemon.ok(cli, &["cp", &hello, "fresh:/etc/"]);
@@ -951,6 +910,91 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
         cli,
         &["cp", "fresh:/etc/hello.txt", &back.to_string_lossy()],
     );
-    assert_eq!(read(&back), "hello\n");
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello\n");
     daemon.ok(cli, &["rm", "-f", "box", "fresh"]);
+}
+
+/// One client's copies out of and into the container `box` (see the test
+/// above); `exec_cli` checks the results inside.
+#[allow(clippy::too_many_arguments)]
+fn cp_both_ways(
+    daemon: &Daemon,
+    exec_cli: &Cli,
+    label: &str,
+    local: &Path,
+    long: &str,
+    tag: &str,
+    ok: &dyn Fn(&[&str]),
+    copy: &dyn Fn(&[&str]) -> common::Run,
+) {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{label}: {}: {e}", p.display()))
+    };
+    let out = local.join(format!("out-{tag}"));
+    std::fs::create_dir_all(out.join("existing")).unwrap();
+    let to = |name: &str| out.join(name).to_string_lossy().into_owned();
+
+    // A file keeps its contents and mode.
+    ok(&["box:/data/dir/a.txt", &to("a.txt")]);
+    assert_eq!(read(&out.join("a.txt")), "one\n", "{label}");
+    let mode = std::fs::metadata(out.join("a.txt")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640,
+        "{label}"
+    );
+    // A directory to a new name, its contents (DIR/.) to a new name, and a
+    // directory into an existing one.
+    ok(&["box:/data/dir", &to("copy")]);
+    assert_eq!(read(&out.join("copy/sub/b")), "two\n", "{label}");
+    assert_eq!(read(&out.join("copy/sub").join(long)), "three\n", "{label}");
+    assert_eq!(
+        std::fs::read_link(out.join("copy/to-long")).unwrap(),
+        Path::new("/data/dir/sub").join(long),
+        "{label}"
+    );
+    ok(&["box:/data/dir/.", &to("contents")]);
+    assert_eq!(read(&out.join("contents/a.txt")), "one\n", "{label}");
+    ok(&["box:/data/dir", &to("existing")]);
+    assert_eq!(read(&out.join("existing/dir/sub/b")), "two\n", "{label}");
+    // A symlink is copied as a link; with -L, what it points at.
+    ok(&["box:/data/link", &to("link")]);
+    assert_eq!(
+        std::fs::read_link(out.join("link")).unwrap(),
+        Path::new("/data/dir/a.txt"),
+        "{label}"
+    );
+    ok(&["-L", "box:/data/link", &to("followed")]);
+    assert_eq!(read(&out.join("followed")), "one\n", "{label}");
+    // A missing path is an error that names it; nothing is written.
+    let run = copy(&["box:/data/nope", &to("nope")]);
+    assert!(
+        !run.out.status.success() && run.stderr().contains("/data/nope"),
+        "{}",
+        run.describe("should fail and name the missing path")
+    );
+    assert!(!out.join("nope").exists(), "{label}");
+
+    // Into the container: a file into an existing directory, a directory
+    // to a new name.
+    let dir = format!("/in-{tag}");
+    daemon.ok(exec_cli, &["exec", "box", "mkdir", &dir]);
+    let hello = local.join("in/hello.txt").to_string_lossy().into_owned();
+    let tree = local.join("in/tree").to_string_lossy().into_owned();
+    ok(&[&hello, &format!("box:{dir}")]);
+    ok(&[&tree, &format!("box:{dir}/newtree")]);
+    assert_eq!(
+        daemon.ok(
+            exec_cli,
+            &[
+                "exec",
+                "box",
+                "cat",
+                &format!("{dir}/hello.txt"),
+                &format!("{dir}/newtree/leaf")
+            ]
+        ),
+        "hello\nleaf",
+        "{label}"
+    );
 }

@@ -2,6 +2,7 @@
 //! that `main` prints.
 
 pub mod container;
+pub mod copy;
 pub mod exec;
 pub mod image;
 pub mod system;
@@ -44,6 +45,7 @@ pub async fn dispatch(host: &str, command: Command) -> Result<i32> {
         Command::Logs(a) => container::logs(&engine, a).await,
         Command::Wait(a) => container::wait(&engine, a).await,
         Command::Exec(a) => exec::exec(&engine, a).await,
+        Command::Cp(a) => copy::cp(&engine, a).await,
     }
 }
 
