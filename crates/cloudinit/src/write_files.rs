@@ -3,8 +3,7 @@
 //! those containers before they start ([`for_containers`]).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::Read;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -131,8 +130,9 @@ pub fn entry_from_value(value: &Value) -> Result<WriteFile> {
 }
 
 /// Writes one entry under `root`: decodes, creates the parent directories,
-/// writes a temporary file next to the target, sets mode and owner, syncs
-/// and renames it into place (a reader never sees half a file).
+/// writes it with its mode and owner through `atomic_file` (a temporary
+/// file beside the target, synced and renamed into place: a reader never
+/// sees half a file).
 pub fn write_entry(root: &Path, entry: &WriteFile) -> Result<()> {
     check_path(&entry.path)?;
     let data = decode(&entry.content, entry.encoding.as_deref())?;
@@ -157,42 +157,13 @@ pub fn write_entry(root: &Path, entry: &WriteFile) -> Result<()> {
         move |source| Error::Io { what, path, source }
     };
     std::fs::create_dir_all(parent).map_err(io("failed to create directory", parent))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cloudinit-")
-        .tempfile_in(parent)
-        .map_err(io("failed to create a temporary file in", parent))?;
-    tmp.write_all(&data)
-        .map_err(io("failed to write", tmp.path()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io("failed to set the mode of", &target))?;
+    let mut options = atomic_file::Options::new().mode(mode);
     if let Some(o) = owner {
-        nix::unistd::fchown(
-            std::os::fd::AsRawFd::as_raw_fd(tmp.as_file()),
-            Some(nix::unistd::Uid::from_raw(o.uid)),
-            Some(nix::unistd::Gid::from_raw(o.gid)),
-        )
-        .map_err(|e| Error::Io {
-            what: "failed to change the owner of",
-            path: target.clone(),
-            source: e.into(),
-        })?;
-        // chown clears set-id bits: set the mode again.
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io("failed to set the mode of", &target))?;
+        options = options.owner(o.uid, o.gid);
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(io("failed to sync", &target))?;
-    tmp.persist(&target).map_err(|e| Error::Io {
-        what: "failed to rename into place",
-        path: target.clone(),
-        source: e.error,
-    })?;
-    if let Ok(dir) = std::fs::File::open(parent) {
-        let _ = dir.sync_all();
-    }
+    options
+        .write(&target, &data)
+        .map_err(io("failed to write", &target))?;
     Ok(())
 }
 
@@ -339,6 +310,7 @@ fn read_or_empty(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -62,7 +62,6 @@
 //!   successful download.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -496,18 +495,11 @@ fn parse_index(text: &str) -> Result<Index, String> {
     })
 }
 
-/// A temporary file in the cache directory renamed over the cache file, so
-/// that a reader never sees half a download. `tempfile` does the unique name
-/// and the cleanup on failure.
+/// The cache file replaced atomically (`atomic_file`), so that a reader
+/// never sees half a download.
 fn write_atomic(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".download.")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    atomic_file::write(path, text.as_bytes())
 }
 
 /// A reqwest error with its causes ("error sending request: connection

@@ -290,32 +290,17 @@ pub fn save_init_yml(root: &Root, after_dashes: &Config) -> Result<()> {
 /// directory, fsync, rename over the old file, fsync of the directory. A
 /// crash leaves either the old file or the new one, never half of one.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
     let err = |source| Error::Write {
         path: path.to_owned(),
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cloud-config.")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(text.as_bytes()).map_err(err)?;
     // The user's config may hold secrets (passwords, keys): owner only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
-    }
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
+    atomic_file::Options::new()
+        .mode(0o600)
+        .write(path, text.as_bytes())
+        .map_err(err)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Small file helpers: writes that are atomic and skip unchanged files, and
 //! symlinks that replace what was there.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -73,20 +72,13 @@ pub fn write_file(path: &Path, content: &[u8], attrs: Attrs) -> Result<bool> {
             return Ok(false);
         }
     }
-    let err = write_err(path);
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(write_err(path))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".console-init.")
-        .tempfile_in(dir)
+    atomic_file::Options::new()
+        .owner(attrs.uid, attrs.gid)
+        .mode(attrs.mode)
+        .write(path, content)
         .map_err(write_err(path))?;
-    tmp.write_all(content).map_err(write_err(path))?;
-    let file = tmp.as_file();
-    std::os::unix::fs::fchown(file, Some(attrs.uid), Some(attrs.gid)).map_err(write_err(path))?;
-    file.set_permissions(std::fs::Permissions::from_mode(attrs.mode))
-        .map_err(write_err(path))?;
-    file.sync_all().map_err(write_err(path))?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(true)
 }
 

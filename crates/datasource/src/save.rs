@@ -2,8 +2,7 @@
 //! directory (`/` on a running system).
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -127,29 +126,18 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes `data` to `path` atomically: a temporary file beside it (so the
-/// rename stays on one filesystem), fsync, rename, fsync of the directory.
+/// Writes `data` to `path` with `mode`, atomically and durably
+/// (`atomic_file`), making its directory first.
 fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let err = |source| Error::Write {
         path: path.to_owned(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".datasource-")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(data).map_err(err)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
+    fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(err)?;
+    atomic_file::Options::new()
+        .mode(mode)
+        .write(path, data)
+        .map_err(err)
 }
 
 /// Where PID 1 notes which local datasource answered at this boot (under
@@ -175,6 +163,7 @@ pub fn saved_at_boot(root: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use crate::source::Source;
+    use std::os::unix::fs::PermissionsExt;
 
     fn fetched(user_data: Option<UserData>, metadata: Metadata) -> Fetched {
         Fetched {

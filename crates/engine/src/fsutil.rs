@@ -1,42 +1,20 @@
 //! Small file helpers: atomic writes and timestamps.
 
-use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new
-/// content: write to a temporary file beside it, fsync, rename. (The
-/// directory is not synced: after a power cut the old content may come back,
-/// but never a torn file, which is what the records need.)
+/// content, synced to the disk (`atomic_file`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_via_rename(path, bytes, true)
+    atomic_file::write(path, bytes)
 }
 
 /// Replaces `path` through a rename without syncing: for files regenerated at
 /// every start (hostname, hosts, resolv.conf, run.json), where a crash may
 /// lose them but a reader never sees half of one.
 pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_via_rename(path, bytes, false)
-}
-
-fn write_via_rename(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if sync {
-            f.sync_data()?;
-        }
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    atomic_file::Options::new()
+        .durable(false)
+        .write(path, bytes)
 }
 
 /// Now, in RFC 3339 with nanoseconds, as Docker writes times.
@@ -67,20 +45,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn atomic_write_replaces_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.json");
-        write_atomic(&p, b"old").unwrap();
-        write_atomic(&p, b"new").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-    }
 
     #[test]
     fn sizes_parse_with_suffixes() {

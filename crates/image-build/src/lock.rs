@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -118,17 +117,11 @@ impl Lock {
         Ok(format!("{HEADER}{body}"))
     }
 
-    /// Writes the lock atomically (temporary file, then rename).
+    /// Writes the lock atomically (`atomic_file`).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.to_text()?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| Error::io("create temporary file in", dir, e))?;
-        tmp.write_all(text.as_bytes())
-            .map_err(|e| Error::io("write", tmp.path(), e))?;
-        tmp.persist(path)
-            .map_err(|e| Error::io("replace lock file", path, e.error))?;
-        Ok(())
+        atomic_file::write(path, text.as_bytes())
+            .map_err(|e| Error::io("replace lock file", path, e))
     }
 
     /// The pinned set named `name` (an image or a set of `sets.yml`).

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -115,29 +115,9 @@ pub(crate) fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
-/// Writes `data` to `path` atomically: temp file in the same directory,
-/// fsync, rename, fsync of the directory.
+/// Writes `data` to `path` atomically and durably (`atomic_file`).
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{:016x}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io("write", path, e));
-    }
-    Ok(())
+    atomic_file::write(path, data).map_err(|e| Error::io("write", path, e))
 }
 
 /// Reads a `repositories.json`; a missing file is an empty one.
@@ -168,11 +148,6 @@ fn image_ids_in(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(ids)
-}
-
-/// Whether a directory entry is a temporary file of [`write_atomic`].
-fn is_temp_file(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
 }
 
 /// A per-operation work directory under `staging/`, removed on drop.
@@ -737,7 +712,7 @@ impl ImageStore {
         ] {
             for e in fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
                 let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
-                if is_temp_file(&e.file_name().to_string_lossy()) {
+                if atomic_file::is_temporary(&e.file_name().to_string_lossy()) {
                     fs::remove_file(e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
                 }
             }

@@ -109,10 +109,11 @@ fn seal_leaves_only_the_store_layout() {
             .build(),
     )
     .unwrap();
-    // Leftovers of interrupted work and an orphan layer.
+    // Leftovers of interrupted work (temporary files of atomic_file, as a
+    // crash before their rename leaves them) and an orphan layer.
     std::fs::create_dir_all(root.join("staging/abc/layer-1")).unwrap();
-    std::fs::write(root.join(".repositories.json.tmp-0001"), b"{").unwrap();
-    std::fs::write(root.join("configs/.x.json.tmp-0002"), b"{").unwrap();
+    std::fs::write(root.join(".repositories.json.a1B2c3.tmp"), b"{").unwrap();
+    std::fs::write(root.join("configs/.x.json.Z9y8x7.tmp"), b"{").unwrap();
     let orphan = format!("layers/{}", "ab".repeat(32));
     std::fs::create_dir_all(root.join(&orphan)).unwrap();
     s.seal().unwrap();

@@ -650,7 +650,9 @@ pub fn copy_if_changed(from: &Path, to: &Path) -> std::io::Result<bool> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    runtime::protocol::write_atomic_with_mode(to, &content, 0o755)?;
+    atomic_file::Options::new()
+        .mode(0o755)
+        .write(to, &content)?;
     Ok(true)
 }
 

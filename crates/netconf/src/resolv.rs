@@ -55,22 +55,7 @@ fn write_in_place(path: &Path, text: &str) -> Result<()> {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.netconf-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(file_error("create", &tmp))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(file_error("write", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(file_error("replace", path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    atomic_file::write(path, text.as_bytes()).map_err(file_error("replace", path))
 }
 
 /// Whether `path` is a mount point of this mount namespace, from

@@ -27,7 +27,6 @@
 //! once without polling.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const RUN_CONFIG_FILE: &str = "run.json";
@@ -206,60 +205,11 @@ impl std::fmt::Display for StartReply {
     }
 }
 
-/// Writes `bytes` to `path` so that a reader sees either the old file or the
-/// whole new one: write a temporary file in the same directory, fsync it,
-/// rename it over `path`, then fsync the directory. The file gets mode
-/// 0666 less the umask; [`write_atomic_with_mode`] sets one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_inner(path, bytes, None)
-}
-
-/// [`write_atomic`], with the new file made with `mode` (for example 0755
-/// for a program) before it is renamed into place, so that `path` never
-/// has another mode.
-pub fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    write_atomic_inner(path, bytes, Some(mode))
-}
-
-fn write_atomic_inner(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        if let Some(mode) = mode {
-            // Set on the open file, not through the umask of PID 1.
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory is synced; failing
-        // to sync it leaves a correct file, so the error is not reported.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Serializes `value` as JSON and writes it with [`write_atomic`].
+/// Serializes `value` as JSON and replaces `path` with it (`atomic_file`:
+/// a reader or a crash sees the old file or the whole new one).
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    write_atomic(path, &bytes)
+    atomic_file::write(path, &bytes)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
@@ -315,7 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+    fn exit_records_are_read_back_and_garbage_is_none() {
         let dir = tempfile::tempdir().unwrap();
         let exit = Exited {
             exit_code: 3,
@@ -334,27 +284,6 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(EXIT_FILE)]);
-    }
-
-    #[test]
-    fn atomic_write_with_mode_gives_the_file_that_mode_from_the_start() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("prog");
-        for (mode, bytes) in [(0o755, &b"one"[..]), (0o600, b"two"), (0o755, b"three")] {
-            write_atomic_with_mode(&path, bytes, mode).unwrap();
-            let meta = std::fs::metadata(&path).unwrap();
-            assert_eq!(meta.permissions().mode() & 0o7777, mode);
-            assert_eq!(std::fs::read(&path).unwrap(), bytes);
-        }
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("prog")]);
-        // A directory that is not there: an error, nothing made.
-        let missing = dir.path().join("no/such/dir/prog");
-        assert!(write_atomic_with_mode(&missing, b"x", 0o755).is_err());
     }
 
     #[test]

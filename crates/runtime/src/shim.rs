@@ -217,7 +217,7 @@ impl Shim {
             let _ = std::fs::remove_file(self.dir.join(stale));
         }
         let pid_path = self.dir.join(SHIM_PID_FILE);
-        protocol::write_atomic(&pid_path, std::process::id().to_string().as_bytes()).map_err(
+        atomic_file::write(&pid_path, std::process::id().to_string().as_bytes()).map_err(
             |source| Error::Write {
                 path: pid_path,
                 source,

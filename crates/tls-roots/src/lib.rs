@@ -27,7 +27,6 @@
 //! points `SSL_CERT_FILE` at it, which every rustls client of the process
 //! then reads as "the system's" certificates.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -118,9 +117,11 @@ pub fn export_bundle(path: &Path) -> std::io::Result<bool> {
     }
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(pem(roots).as_bytes())?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    // Certificates are public: readable by all, as /etc/ssl/certs is.
+    atomic_file::Options::new()
+        .mode(0o644)
+        .durable(false)
+        .write(path, pem(roots).as_bytes())?;
     std::env::set_var("SSL_CERT_FILE", path);
     Ok(true)
 }
