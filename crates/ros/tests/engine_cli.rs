@@ -617,13 +617,31 @@ fn daemon_restart_keeps_containers(cli: &Cli) {
         daemon.ok(cli, &["exec", "survivor", "echo", "still here"]),
         "still here"
     );
-    assert_eq!(
-        daemon.inspect(
+    // Its shim records the exit and then ends; when the daemon came back
+    // before the shim ended, it learns of the exit from the shim a moment
+    // later, so the state is polled.
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + POLL_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        let now = daemon.inspect(
             cli,
             "exits-meanwhile",
-            "{{.State.Status}} {{.State.ExitCode}}"
-        ),
-        "exited 7",
+            "{{.State.Status}} {{.State.ExitCode}}",
+        );
+        if now != last && !last.is_empty() {
+            eprintln!(
+                "{}: exits-meanwhile went from {last:?} to {now:?}",
+                cli.label
+            );
+        }
+        last = now;
+        if last == "exited 7" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        last, "exited 7",
         "{}: exit code of the container that exited while the daemon was down",
         cli.label
     );
