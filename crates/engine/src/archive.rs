@@ -139,7 +139,7 @@ impl Engine {
         archive: bool,
     ) -> Result<(PathStat, ArchiveStream)> {
         let c = self.get(name_or_id)?;
-        let abs = destination(path)?;
+        let abs = clean(&destination(path)?);
         let engine = Arc::clone(self);
         let wanted = name_or_id.to_string();
         let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
@@ -531,6 +531,33 @@ fn append_long_name<W: Write>(
     builder.append(&header, bytes.chain(&[0u8][..]))
 }
 
+/// `path` (absolute) cleaned as Docker cleans the path of `GET` and
+/// `HEAD` (`filepath.Clean`, keeping a trailing `/` or `/.`): `.` and
+/// empty components dropped, `..` taken lexically (`/etc/..` is `/`), so
+/// that the entries' names never hold `..`.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = format!("/{}", parts.join("/"));
+    if path.ends_with("/.") {
+        if !out.ends_with('/') {
+            out.push('/');
+        }
+        out.push('.');
+    } else if path.ends_with('/') && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
 /// Whether something is mounted on `path` (its device differs from its
 /// parent's). Read through the calling thread's own view, unlike
 /// /proc/self/mountinfo, which shows the main thread's.
@@ -906,6 +933,19 @@ mod tests {
             go_file_mode(libc::S_IFDIR | libc::S_ISVTX | 0o777),
             (1 << 31) | (1 << 20) | 0o777
         );
+    }
+
+    #[test]
+    fn paths_are_cleaned_keeping_a_trailing_slash_or_dot() {
+        assert_eq!(clean("/etc/hostname"), "/etc/hostname");
+        assert_eq!(clean("/etc//./hostname"), "/etc/hostname");
+        assert_eq!(clean("/etc/.."), "/");
+        assert_eq!(clean("/../../etc"), "/etc");
+        assert_eq!(clean("/etc/"), "/etc/");
+        assert_eq!(clean("/etc/."), "/etc/.");
+        assert_eq!(clean("/."), "/.");
+        assert_eq!(clean("/"), "/");
+        assert_eq!(clean("/etc/sub/.."), "/etc");
     }
 
     #[test]

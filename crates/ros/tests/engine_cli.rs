@@ -918,6 +918,34 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
         );
     }
 
+    // Paths are cleaned as Docker cleans them: DIR/sub/.. is DIR, and the
+    // root's contents land in the new directory (system-docker: the docker
+    // CLIs rename such copies their own way).
+    let sd_ok = |args: &[&str]| {
+        let run = daemon.system_docker(args);
+        assert!(run.out.status.success(), "{}", run.describe("failed"));
+    };
+    let dotdot = local.join("dotdot");
+    sd_ok(&["cp", "box:/data/dir/sub/..", &dotdot.to_string_lossy()]);
+    assert_eq!(
+        std::fs::read_to_string(dotdot.join("a.txt")).unwrap(),
+        "one\n"
+    );
+    let root = local.join("root");
+    sd_ok(&["cp", "box:/", &root.to_string_lossy()]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("data/dir/sub/b")).unwrap(),
+        "two\n"
+    );
+    assert!(root.join("bin/busybox").is_file());
+    // Into an existing directory too (never into the host's /).
+    let into = local.join("root-into");
+    std::fs::create_dir(&into).unwrap();
+    sd_ok(&["cp", "box:/data", &into.to_string_lossy()]);
+    sd_ok(&["cp", "box:/", &into.to_string_lossy()]);
+    assert!(into.join("data/dir/a.txt").is_file() && into.join("bin/busybox").is_file());
+    assert!(!Path::new("/data/dir/a.txt").exists());
+
     // A container that never ran: its files come from its image and
     // what was put there.
     daemon.ok(cli, &["create", "--name", "fresh", IMAGE, "true"]);

@@ -71,6 +71,10 @@ impl Location {
 
 /// What the engine said is at a path in a container.
 struct Stat {
+    /// The name the engine gives the path (its last component, after
+    /// cleaning: `etc` for `/etc/sub/..`, `.` for `DIR/.`, `/` for the
+    /// root), under which it names the archive's entries.
+    name: String,
     is_dir: bool,
     is_symlink: bool,
     link_target: String,
@@ -107,6 +111,7 @@ async fn stat(engine: &Engine, container: &str, path: &str) -> Result<Option<Sta
         .await
     {
         Ok(s) => Ok(Some(Stat {
+            name: s.name,
             is_dir: s.file_mode & MODE_DIR != 0,
             is_symlink: s.file_mode & MODE_SYMLINK != 0,
             link_target: s.link_target,
@@ -135,7 +140,8 @@ fn followed(path: &str, link_target: &str) -> String {
     format!("{}{suffix}", link_target.trim_end_matches('/'))
 }
 
-/// Go's `filepath.Base`, which names the engine's archive entries.
+/// Go's `filepath.Base` of a path as written, for the names of what goes
+/// into a container.
 fn base(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() {
@@ -159,7 +165,7 @@ async fn from_container(
     };
     let mut stat = stat(engine, container, &path).await?.ok_or_else(missing)?;
     // Under -L, what the link points at, named as the link.
-    let mut name = base(&path);
+    let mut name = stat.name.clone();
     if args.follow_link && stat.is_symlink {
         path = followed(&path, &stat.link_target);
         stat = self::stat(engine, container, &path)
@@ -169,7 +175,8 @@ async fn from_container(
                 message: format!("Could not find the file {path} in container {container}"),
             })?;
     }
-    let prefix = base(&path);
+    // The engine's entries are under this name.
+    let prefix = stat.name.clone();
     if name == "." {
         name = prefix.clone();
     }
@@ -186,7 +193,9 @@ async fn from_container(
         stdout.flush().map_err(Error::Output)?;
         return Ok(0);
     }
-    let target = local_target(dest, &name, stat.is_dir, path.ends_with("/."))?;
+    // DIR/. and the root: their contents, each under its own name.
+    let contents = path.ends_with("/.") || prefix == "/";
+    let target = local_target(dest, &name, stat.is_dir, contents)?;
     // The archive is read on a thread of its own as it arrives.
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(8);
     let extract = {
@@ -435,6 +444,11 @@ async fn into_container(
         }
         None => (parent_of(&dest), Some(base(&dest))),
     };
+    if matches!(top.as_deref(), Some("." | ".." | "/")) {
+        return Err(Error::Usage(format!(
+            "destination {container}:{path} names no file to create"
+        )));
+    }
     let mut file = tempfile_for_archive()?;
     let bytes = {
         let mut builder = tar::Builder::new(std::io::BufWriter::new(&mut file));
