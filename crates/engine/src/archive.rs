@@ -48,8 +48,10 @@
 //!
 //! Not done: the files the engine writes at each start (`/etc/hostname`,
 //! `/etc/hosts`, `/etc/resolv.conf`, unless the container mounts its own)
-//! are bound over the container's at the start, so writing them here has
-//! no effect on the container; extended attributes are not restored.
+//! are bound over the container's at the start, inside the container's
+//! own mount namespace, so writing them here has no effect on the
+//! container and reading them gives the image's or the layer's copy;
+//! extended attributes are neither restored nor archived.
 
 use crate::engine::{Container, Engine};
 use crate::error::{Error, Result};
