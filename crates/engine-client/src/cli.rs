@@ -490,8 +490,9 @@ Examples:
   system-docker cp rules.conf udev:/etc/udev/    a file into a directory
   system-docker cp syslog:/var/log - | tar t     the tar archive, on stdout")]
 pub struct CpArgs {
-    /// Keep the local owners (uid:gid) of what goes into a container; by
-    /// default it belongs to root
+    /// What goes into a container belongs to the container's user (its
+    /// --user or its image's USER), or keeps its local owners (uid:gid) in
+    /// a container without one; by default it belongs to root
     #[arg(short, long)]
     pub archive: bool,
     /// Copy what a symlink SRC_PATH points at, not the link

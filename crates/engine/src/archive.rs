@@ -46,12 +46,16 @@
 //! no start, stop or removal interleaves with it (a start would mount the
 //! same `upper` a second time).
 //!
-//! Not done: the files the engine writes at each start (`/etc/hostname`,
+//! The files the engine writes at each start (`/etc/hostname`,
 //! `/etc/hosts`, `/etc/resolv.conf`, unless the container mounts its own)
-//! are bound over the container's at the start, inside the container's
-//! own mount namespace, so writing them here has no effect on the
-//! container and reading them gives the image's or the layer's copy;
-//! extended attributes are neither restored nor archived.
+//! are bound in the view as a start binds them, once the container has
+//! started: `GET` reads them as the container sees them, and a `PUT` that
+//! would replace one fails as at Docker (a mount point cannot be removed).
+//!
+//! `copyUIDGID` gives every extracted entry the container's user (looked up
+//! in the container's own `/etc/passwd`, where Docker looks in the host's).
+//!
+//! Not done: extended attributes are neither restored nor archived.
 
 use crate::engine::{Container, Engine};
 use crate::error::{Error, Result};
@@ -72,6 +76,11 @@ pub struct PutOptions {
     /// directory with a non-directory, or the other way round, is an error
     /// instead of a replacement.
     pub no_overwrite_dir_non_dir: bool,
+    /// `copyUIDGID` (`docker cp -a`): when the container has a user
+    /// (`--user` or the image's `USER`), every extracted entry belongs to
+    /// that user and its primary group; without one, the archive's owners
+    /// are kept, as they are without the option.
+    pub copy_uid_gid: bool,
 }
 
 impl Engine {
@@ -93,12 +102,20 @@ impl Engine {
             return Err(Error::NotFound(format!("No such container: {name_or_id}")));
         }
         let view = self.view(&c)?;
+        let user = if options.copy_uid_gid {
+            self.user_of(&c)
+        } else {
+            String::new()
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("put-archive".into())
             .spawn(move || {
                 let name = view.name.clone();
-                let _ = tx.send(view.enter(true, || extract(&dir, body, options, &name)));
+                let _ = tx.send(view.enter(true, || {
+                    let owner = owner_of_user(&user, &name)?;
+                    extract(&dir, body, options, owner, &name)
+                }));
             })
             .map_err(|e| Error::internal("cannot start a thread for the extraction", e))?;
         rx.await.map_err(|_| {
@@ -191,6 +208,20 @@ impl Engine {
         Ok((stat, data_rx))
     }
 
+    /// The user the container's processes run as (`--user`, else the
+    /// image's `USER`; empty for root), as a start resolves it.
+    fn user_of(&self, c: &Container) -> String {
+        let rec = c.snapshot();
+        if let Some(user) = rec.config.user.filter(|u| !u.is_empty()) {
+            return user;
+        }
+        self.images
+            .get(&rec.image_id)
+            .ok()
+            .and_then(|image| image.config.config.user)
+            .unwrap_or_default()
+    }
+
     /// The container's files as it sees them, to be entered by a thread of
     /// its own (the caller holds the `op` lock).
     fn view(&self, c: &Container) -> Result<View> {
@@ -220,6 +251,23 @@ impl Engine {
             runconfig::ensure_mount_sources(&rec)?;
             self.images.layer_paths(&rec.image_id)?
         };
+        // The files a start writes and binds over the image's (unless the
+        // container mounts its own), as the container last saw them.
+        let mut mounts: Vec<MountRecord> = PER_START_FILES
+            .iter()
+            .filter_map(|file| {
+                let destination = format!("/etc/{file}");
+                let source = c.dir.join(file);
+                let own = rec.mounts.iter().any(|m| m.destination == destination);
+                (!own && source.is_file()).then(|| MountRecord {
+                    kind: "bind".into(),
+                    source: source.to_string_lossy().into_owned(),
+                    destination,
+                    ..MountRecord::default()
+                })
+            })
+            .collect();
+        mounts.extend(rec.mounts.iter().cloned());
         Ok(View {
             name,
             running,
@@ -231,7 +279,7 @@ impl Engine {
             },
             scratch: c.dir.clone(),
             read_only: rec.host_config.readonly_rootfs.unwrap_or(false),
-            mounts: rec.mounts.clone(),
+            mounts,
         })
     }
 }
@@ -733,9 +781,38 @@ fn bind(root_dir: &Path, m: &MountRecord) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The files in the container's `/etc` that the engine writes at each start
+/// (in the container's directory) and binds over the image's.
+const PER_START_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+/// The uid and gid that extracted entries get for `copyUIDGID`: `user`
+/// resolved in the container's `/etc/passwd` and `/etc/group` (the caller
+/// has chrooted into its root); `None` for no user (the archive's owners).
+///
+/// Docker looks the name up in the host's files instead, which names a
+/// different user or none; the container's files are the ones that say who
+/// its user is.
+fn owner_of_user(user: &str, container: &str) -> Result<Option<(u32, u32)>> {
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let who = runtime::user::resolve_in_root(Path::new("/"), user).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "cannot give the copied files to user {user:?} of container {container}: {e}"
+        ))
+    })?;
+    Ok(Some((who.uid, who.gid)))
+}
+
 /// Extracts `body` into `dir`, in the container's root (the caller has
-/// chrooted into it).
-fn extract(dir: &str, body: impl Read, options: PutOptions, name: &str) -> Result<()> {
+/// chrooted into it); with `owner`, every entry gets that uid and gid.
+fn extract(
+    dir: &str,
+    body: impl Read,
+    options: PutOptions,
+    owner: Option<(u32, u32)>,
+    name: &str,
+) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -766,7 +843,7 @@ fn extract(dir: &str, body: impl Read, options: PutOptions, name: &str) -> Resul
             // The extraction directory itself: left as it is.
             continue;
         };
-        unpack_entry(&mut entry, &rel, options).map_err(|e| match e {
+        unpack_entry(&mut entry, &rel, options, owner).map_err(|e| match e {
             Unpack::Refused(msg) => Error::InvalidArgument(msg),
             Unpack::Io(e) if e.kind() == ErrorKind::ReadOnlyFilesystem => {
                 Error::Forbidden(format!(
@@ -822,11 +899,13 @@ impl From<std::io::Error> for Unpack {
 }
 
 /// Unpacks one entry at `rel` (relative to the working directory, the
-/// extraction directory): missing parents made, what is in the way removed.
+/// extraction directory): missing parents made, what is in the way removed;
+/// with `owner`, given that uid and gid instead of the header's.
 fn unpack_entry<R: Read>(
     entry: &mut tar::Entry<R>,
     rel: &Path,
     options: PutOptions,
+    owner: Option<(u32, u32)>,
 ) -> std::result::Result<(), Unpack> {
     use tar::EntryType as T;
     let kind = entry.header().entry_type();
@@ -899,6 +978,16 @@ fn unpack_entry<R: Read>(
         }
         _ => {
             entry.unpack(rel)?;
+        }
+    }
+    // A hard link shares the inode of its target, which has its owner.
+    if let (Some((uid, gid)), false) = (owner, kind == T::Link) {
+        std::os::unix::fs::lchown(rel, Some(uid), Some(gid))?;
+        // A chown clears the set-id bits: the header's mode again, as it
+        // was set after the header's owner.
+        if kind != T::Symlink {
+            let mode = entry.header().mode()? & 0o7777;
+            std::fs::set_permissions(rel, std::fs::Permissions::from_mode(mode))?;
         }
     }
     Ok(())

@@ -871,20 +871,7 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
     std::fs::write(local.join("in/tree/leaf"), "leaf\n").unwrap();
 
     // The same copies with each docker CLI and with system-docker.
-    type Copier<'a> = Box<dyn Fn(&[&str]) -> common::Run + 'a>;
-    let mut copiers: Vec<(String, Copier)> = clis
-        .iter()
-        .map(|c| {
-            let copy: Copier =
-                Box::new(|args: &[&str]| daemon.docker(c, &[&["cp"], args].concat()));
-            (c.label.clone(), copy)
-        })
-        .collect();
-    copiers.push((
-        "system-docker".into(),
-        Box::new(|args: &[&str]| daemon.system_docker(&[&["cp"], args].concat())),
-    ));
-    for (i, (label, copy)) in copiers.iter().enumerate() {
+    for (i, (label, copy)) in copiers(&daemon, &clis).iter().enumerate() {
         let ok = |args: &[&str]| {
             let run = copy(args);
             assert!(
@@ -958,6 +945,179 @@ fn docker_cp_copies_files_and_directories_out_of_and_into_containers() {
     );
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello\n");
     daemon.ok(cli, &["rm", "-f", "box", "fresh"]);
+}
+
+/// `cp` with `args` by one client: a docker CLI or system-docker.
+type Copier<'a> = Box<dyn Fn(&[&str]) -> common::Run + 'a>;
+
+/// `cp` by each docker CLI and by `ros system-docker`, with their labels.
+fn copiers<'a>(daemon: &'a Daemon, clis: &'a [Cli]) -> Vec<(String, Copier<'a>)> {
+    let mut copiers: Vec<(String, Copier)> = clis
+        .iter()
+        .map(|c| {
+            let copy: Copier =
+                Box::new(move |args: &[&str]| daemon.docker(c, &[&["cp"], args].concat()));
+            (c.label.clone(), copy)
+        })
+        .collect();
+    copiers.push((
+        "system-docker".into(),
+        Box::new(|args: &[&str]| daemon.system_docker(&[&["cp"], args].concat())),
+    ));
+    copiers
+}
+
+/// `docker cp -a` gives what it copies in to the container's user, looked
+/// up in the container's own /etc/passwd; without `-a` the archive's owners
+/// stay (the docker CLIs send the local owners, system-docker root's). And
+/// the files a start writes (/etc/hostname and the others) read as the
+/// container sees them, running or stopped.
+#[test]
+fn docker_cp_a_gives_files_the_containers_user_and_etc_reads_as_the_container_sees_it() {
+    root_only!();
+    let daemon = Daemon::start();
+    let clis = clis();
+    let cli = &clis[0];
+    load_busybox(&daemon, cli, IMAGE);
+    let local = daemon.dir().join("cp-owners");
+    std::fs::create_dir_all(&local).unwrap();
+    let hello = local.join("hello");
+    std::fs::write(&hello, "hello\n").unwrap();
+    std::os::unix::fs::chown(&hello, Some(777), Some(888)).unwrap();
+    let hello = hello.to_string_lossy().into_owned();
+    // A set-user-id program keeps its bit through the change of owner.
+    let tool = local.join("tool");
+    std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    let tool = tool.to_string_lossy().into_owned();
+    // A user by number, and a user by a name that only the container's
+    // /etc/passwd and /etc/group know (put there before the first start).
+    daemon.ok(
+        cli,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "numeric",
+            "--user",
+            "1234:2345",
+            "--hostname",
+            "cp-host",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    );
+    daemon.ok(
+        cli,
+        &[
+            "create", "--name", "named", "--user", "app", IMAGE, "sleep", "1000",
+        ],
+    );
+    let etc = local.join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    std::fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1500:1600::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(etc.join("group"), "root:x:0:\napp:x:1600:\n").unwrap();
+    daemon.ok(cli, &["cp", &format!("{}/.", etc.display()), "named:/etc"]);
+    daemon.ok(cli, &["start", "named"]);
+
+    let stat = |container: &str, path: &str| {
+        daemon
+            .ok(cli, &["exec", container, "stat", "-c", "%u:%g %a", path])
+            .trim()
+            .to_string()
+    };
+    for (i, (label, copy)) in copiers(&daemon, &clis).iter().enumerate() {
+        let ok = |args: &[&str]| {
+            let run = copy(args);
+            assert!(
+                run.out.status.success(),
+                "{label}: {}\n{}",
+                run.describe("failed"),
+                daemon.logs()
+            );
+        };
+        ok(&["-a", &hello, &format!("numeric:/a-{i}")]);
+        assert_eq!(
+            stat("numeric", &format!("/a-{i}")),
+            "1234:2345 644",
+            "{label}: cp -a, --user 1234:2345"
+        );
+        ok(&["-a", &tool, &format!("numeric:/tool-{i}")]);
+        assert_eq!(
+            stat("numeric", &format!("/tool-{i}")),
+            "1234:2345 4755",
+            "{label}: cp -a of a set-user-id file"
+        );
+        ok(&["-a", &hello, &format!("named:/a-{i}")]);
+        assert_eq!(
+            stat("named", &format!("/a-{i}")),
+            "1500:1600 644",
+            "{label}: cp -a, --user app"
+        );
+        ok(&[&hello, &format!("numeric:/plain-{i}")]);
+        let plain = if label == "system-docker" {
+            "0:0 644"
+        } else {
+            "777:888 644"
+        };
+        assert_eq!(
+            stat("numeric", &format!("/plain-{i}")),
+            plain,
+            "{label}: cp without -a"
+        );
+    }
+
+    // A user the container does not know: refused, by name, nothing written.
+    daemon.ok(
+        cli,
+        &[
+            "create",
+            "--name",
+            "nobody-here",
+            "--user",
+            "ghost",
+            IMAGE,
+            "true",
+        ],
+    );
+    let run = daemon.docker(cli, &["cp", "-a", &hello, "nobody-here:/"]);
+    assert!(!run.out.status.success(), "{}", run.describe("succeeded"));
+    assert!(
+        run.stderr().contains("ghost"),
+        "{}",
+        run.describe("does not name the user")
+    );
+
+    // /etc/hostname as the container sees it, running and stopped.
+    let out = local.join("hostname");
+    for state in ["running", "stopped"] {
+        let _ = std::fs::remove_file(&out);
+        daemon.ok(
+            cli,
+            &["cp", "numeric:/etc/hostname", &out.to_string_lossy()],
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "cp-host\n",
+            "{state}"
+        );
+        let run = daemon.system_docker(&["cp", "numeric:/etc/hosts", "-"]);
+        assert!(run.out.status.success(), "{}", run.describe("failed"));
+        assert!(
+            run.stdout().contains("cp-host"),
+            "{state}: {}",
+            run.stdout()
+        );
+        if state == "running" {
+            daemon.ok(cli, &["stop", "-t", "1", "numeric"]);
+        }
+    }
+    daemon.ok(cli, &["rm", "-f", "numeric", "named", "nobody-here"]);
 }
 
 /// One client's copies out of and into the container `box` (see the test

@@ -25,7 +25,8 @@
 //! Going into a container, the archive is made in a temporary file first,
 //! so that a local file that cannot be read stops the copy before the
 //! container is touched; its entries belong to root (0:0) unless `-a`
-//! keeps the local owners, as docker's default and `--archive` do. Coming
+//! keeps the local owners and asks the engine for `copyUIDGID`, which
+//! gives them to the container's user when it has one. Coming
 //! out, the archive is extracted as it arrives; files get the modes and
 //! times of the container's, and the owner running the command.
 

@@ -118,6 +118,7 @@ pub async fn put_archive(
     let path = q.get("path").unwrap_or_default().to_string();
     let options = crate::archive::PutOptions {
         no_overwrite_dir_non_dir: q.flag("noOverwriteDirNonDir"),
+        copy_uid_gid: q.flag("copyUIDGID"),
     };
     engine
         .put_archive(&id, &path, options, body_reader(req.into_body()))
