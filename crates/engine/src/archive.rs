@@ -851,6 +851,13 @@ fn extract(
                 path.display()
             ))
             }
+            Unpack::Io(e) if e.raw_os_error() == Some(libc::EBUSY) => Error::Conflict(format!(
+                "cannot extract {} into {dir} of container {name}: it would replace a mount \
+                     point (a volume, a bind mount, or a file the engine writes at each start: \
+                     /etc/hostname, /etc/hosts, /etc/resolv.conf; mount your own with -v to \
+                     choose its contents)",
+                path.display()
+            )),
             Unpack::Io(e) => Error::Internal(format!(
                 "cannot extract {} into {dir} of container {name}: {e}",
                 path.display()

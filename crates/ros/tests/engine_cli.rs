@@ -1093,6 +1093,15 @@ fn docker_cp_a_gives_files_the_containers_user_and_etc_reads_as_the_container_se
         run.describe("does not name the user")
     );
 
+    // A file the engine writes at each start cannot be replaced (it is a
+    // mount point, as at Docker); the error says so.
+    let run = daemon.docker(cli, &["cp", &hello, "numeric:/etc/hosts"]);
+    assert!(!run.out.status.success(), "{}", run.describe("succeeded"));
+    assert!(
+        run.stderr().contains("mount point"),
+        "{}",
+        run.describe("does not say why")
+    );
     // /etc/hostname as the container sees it, running and stopped.
     let out = local.join("hostname");
     for state in ["running", "stopped"] {
