@@ -50,6 +50,34 @@ pub fn lock_path() -> PathBuf {
     images_dir().join(LOCK_FILE)
 }
 
+/// When set (to anything but `0`), an image whose pins the Debian archive
+/// has moved past gets its lock entry refreshed and is built again, with a
+/// warning, instead of failing the build. `.ci/run` sets it.
+///
+/// Debian's archive keeps only the current version of each package: at a
+/// point release the versions it replaces are gone, and a lock written
+/// before then names versions no build can install. A developer's build
+/// fails and names `cargo xtask lock --only NAME`, which is the fix to
+/// commit; CI, which tests a commit rather than the archive, refreshes for
+/// its run. A recipe changed without a lock refresh still fails everywhere.
+pub const REFRESH_STALE_LOCK_ENV: &str = "OXOS_REFRESH_STALE_LOCK";
+
+/// Whether [`REFRESH_STALE_LOCK_ENV`] asks for refreshes.
+fn refresh_stale_lock() -> bool {
+    std::env::var(REFRESH_STALE_LOCK_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The image whose lock entry the archive has moved past, if that is what
+/// `e` says: a pinned version the archive no longer has, or installed
+/// packages other than the pins (a dependency changed in the archive).
+fn moved_past(e: &image_build::Error) -> Option<&str> {
+    match e {
+        image_build::Error::PinUnavailable { name, .. }
+        | image_build::Error::LockMismatch { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
 /// The default `SOURCE_DATE_EPOCH`: Debian 13 (trixie)'s release,
 /// 2025-08-09T00:00:00Z. A constant rather than a commit time, so that a
 /// lock refresh for one image does not change every other image.
@@ -129,7 +157,7 @@ fn build_recipes(chosen: &[&Recipe], out: &Path, mirror: &str) -> Result<Vec<Bui
     require_root("building the system images")?;
     let lock = Lock::load(&lock_path())?;
     let bootstrap = Mmdebstrap::new(mirror)?;
-    let builder = Builder {
+    let mut builder = Builder {
         out_dir: out.to_path_buf(),
         lock,
         epoch: source_date_epoch()?,
@@ -141,9 +169,34 @@ fn build_recipes(chosen: &[&Recipe], out: &Path, mirror: &str) -> Result<Vec<Bui
     for (i, r) in chosen.iter().enumerate() {
         eprintln!("xtask: == image {}/{}: {}", i + 1, chosen.len(), r.name);
         let name = r.name.clone();
-        let b = builder
-            .build(r, &mut |line| eprintln!("  [{name}] {line}"))
-            .with_context(|| format!("building image {}", r.name))?;
+        let mut progress = |line: &str| eprintln!("  [{name}] {line}");
+        let b = match builder.build(r, &mut progress) {
+            Err(e) if refresh_stale_lock() && moved_past(&e) == Some(r.name.as_str()) => {
+                eprintln!("xtask: WARNING: {e}");
+                eprintln!(
+                    "xtask: WARNING: {REFRESH_STALE_LOCK_ENV} is set: refreshing the lock of {} \
+                     from the archive and building it again; commit `cargo xtask lock --only {}`",
+                    r.name, r.name
+                );
+                let mut lock = builder.lock.clone();
+                let work = crate::cmd::target_dir().join("image-lock");
+                refresh_lock(
+                    &bootstrap,
+                    std::slice::from_ref(*r),
+                    &[],
+                    &mut lock,
+                    Some(&r.name),
+                    &work,
+                    &mut progress,
+                )
+                .with_context(|| format!("refreshing the lock of {}", r.name))?;
+                lock.save(&lock_path())?;
+                builder.lock = lock;
+                builder.build(r, &mut progress)
+            }
+            result => result,
+        }
+        .with_context(|| format!("building image {}", r.name))?;
         eprintln!(
             "xtask: {} {} in {:.0?}: archive {}, unpacked {}, id {}",
             b.tag,
@@ -224,4 +277,34 @@ pub fn lock(args: &LockArgs) -> Result<()> {
     }
     println!("wrote {}", path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_archive_that_moved_past_the_pins_is_refreshed() {
+        let gone = image_build::Error::PinUnavailable {
+            name: "ntp".into(),
+            suite: "trixie".into(),
+            package: "libc6".into(),
+            version: "2.41-12+deb13u5".into(),
+        };
+        assert_eq!(moved_past(&gone), Some("ntp"));
+        let differs = image_build::Error::LockMismatch {
+            name: "udev".into(),
+            differences: "libfoo2 new".into(),
+        };
+        assert_eq!(moved_past(&differs), Some("udev"));
+        // A recipe changed without `cargo xtask lock`, or never locked:
+        // the commit is wrong, not the archive.
+        let stale = image_build::Error::StaleLock {
+            name: "ntp".into(),
+            reason: "packages changed".into(),
+        };
+        assert_eq!(moved_past(&stale), None);
+        let never = image_build::Error::NotLocked { name: "new".into() };
+        assert_eq!(moved_past(&never), None);
+    }
 }
