@@ -95,13 +95,27 @@ impl Engine {
         options: PutOptions,
         body: impl Read + Send + 'static,
     ) -> Result<()> {
-        let c = self.get(name_or_id)?;
-        let dir = destination(path)?;
+        // Every error is answered only once the body has been read to its
+        // end: an answer sent while the client is still writing the archive
+        // closes the connection under it, and `docker cp` would report a
+        // broken pipe instead of the error.
+        let (c, dir) = match self
+            .get(name_or_id)
+            .and_then(|c| Ok((c, destination(path)?)))
+        {
+            Ok(found) => found,
+            Err(e) => return Err(drained(body, e).await),
+        };
         let _op = c.op.lock().await;
-        if c.is_removed() {
-            return Err(Error::NotFound(format!("No such container: {name_or_id}")));
-        }
-        let view = self.view(&c)?;
+        let view = if c.is_removed() {
+            Err(Error::NotFound(format!("No such container: {name_or_id}")))
+        } else {
+            self.view(&c)
+        };
+        let view = match view {
+            Ok(view) => view,
+            Err(e) => return Err(drained(body, e).await),
+        };
         let user = if options.copy_uid_gid {
             self.user_of(&c)
         } else {
@@ -111,11 +125,15 @@ impl Engine {
         std::thread::Builder::new()
             .name("put-archive".into())
             .spawn(move || {
+                let mut body = body;
                 let name = view.name.clone();
-                let _ = tx.send(view.enter(true, || {
+                let result = view.enter(true, || {
                     let owner = owner_of_user(&user, &name)?;
-                    extract(&dir, body, options, owner, &name)
-                }));
+                    extract(&dir, &mut body, options, owner, &name)
+                });
+                // After an error, what the client still sends (see above).
+                let _ = std::io::copy(&mut body, &mut std::io::sink());
+                let _ = tx.send(result);
             })
             .map_err(|e| Error::internal("cannot start a thread for the extraction", e))?;
         rx.await.map_err(|_| {
@@ -253,7 +271,7 @@ impl Engine {
         };
         // The files a start writes and binds over the image's (unless the
         // container mounts its own), as the container last saw them.
-        let mut mounts: Vec<MountRecord> = PER_START_FILES
+        let mut mounts: Vec<MountRecord> = runconfig::PER_START_FILES
             .iter()
             .filter_map(|file| {
                 let destination = format!("/etc/{file}");
@@ -781,9 +799,16 @@ fn bind(root_dir: &Path, m: &MountRecord) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The files in the container's `/etc` that the engine writes at each start
-/// (in the container's directory) and binds over the image's.
-const PER_START_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+/// Reads the rest of a request's `body` (on a blocking thread) and gives
+/// back `e`, the answer to send once the client has written everything.
+async fn drained(body: impl Read + Send + 'static, e: Error) -> Error {
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut body = body;
+        std::io::copy(&mut body, &mut std::io::sink())
+    })
+    .await;
+    e
+}
 
 /// The uid and gid that extracted entries get for `copyUIDGID`: `user`
 /// resolved in the container's `/etc/passwd` and `/etc/group` (the caller

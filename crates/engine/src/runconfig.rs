@@ -10,6 +10,11 @@ use std::path::Path;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The files in a container's `/etc` that the engine writes into the
+/// container's directory at each start and binds over the image's, unless
+/// the container mounts its own.
+pub const PER_START_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
 /// The process of a container, Docker's way: an entrypoint given at create
 /// replaces the image's and drops the image's cmd; a cmd given at create
 /// replaces the image's cmd.
@@ -119,11 +124,8 @@ pub fn prepare(engine: &Engine, c: &Container, rec: &Record) -> Result<RunConfig
         format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
     };
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (file, content) in [
-        ("hostname", format!("{hostname}\n")),
-        ("hosts", hosts),
-        ("resolv.conf", resolv),
-    ] {
+    let contents = [format!("{hostname}\n"), hosts, resolv];
+    for (file, content) in PER_START_FILES.into_iter().zip(contents) {
         let dest = format!("/etc/{file}");
         if mounts.iter().any(|m| m.destination == dest) {
             continue;

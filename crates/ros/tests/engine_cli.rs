@@ -1072,6 +1072,11 @@ fn docker_cp_a_gives_files_the_containers_user_and_etc_reads_as_the_container_se
         );
     }
 
+    // Refusals reach the client whole, also when it still has megabytes to
+    // send: the engine reads the rest of the archive before it answers.
+    let big = local.join("big");
+    std::fs::write(&big, vec![b'x'; 16 << 20]).unwrap();
+    let big = big.to_string_lossy().into_owned();
     // A user the container does not know: refused, by name, nothing written.
     daemon.ok(
         cli,
@@ -1085,7 +1090,7 @@ fn docker_cp_a_gives_files_the_containers_user_and_etc_reads_as_the_container_se
             "true",
         ],
     );
-    let run = daemon.docker(cli, &["cp", "-a", &hello, "nobody-here:/"]);
+    let run = daemon.docker(cli, &["cp", "-a", &big, "nobody-here:/"]);
     assert!(!run.out.status.success(), "{}", run.describe("succeeded"));
     assert!(
         run.stderr().contains("ghost"),
@@ -1095,7 +1100,7 @@ fn docker_cp_a_gives_files_the_containers_user_and_etc_reads_as_the_container_se
 
     // A file the engine writes at each start cannot be replaced (it is a
     // mount point, as at Docker); the error says so.
-    let run = daemon.docker(cli, &["cp", &hello, "numeric:/etc/hosts"]);
+    let run = daemon.docker(cli, &["cp", &big, "numeric:/etc/hosts"]);
     assert!(!run.out.status.success(), "{}", run.describe("succeeded"));
     assert!(
         run.stderr().contains("mount point"),
