@@ -3,10 +3,11 @@
 //!
 //! # Background
 //!
-//! OxOS boots like RancherOS: firmware -> GRUB -> Debian's kernel with an
-//! initrd whose `/init` is `ros`, which finds a read-only system image with
-//! `/usr` (kernel modules, firmware, `ros`, `os-config.yml`, later the system
-//! images), mounts it and goes on from the state partition
+//! OxOS boots like RancherOS: firmware -> GRUB -> its kernel (Debian's
+//! source and configuration, trimmed) with an initrd whose `/init` is
+//! `ros`, which finds a read-only system image with `/usr` (kernel modules,
+//! firmware, `ros`, `os-config.yml`, the system images), mounts it and goes
+//! on from the state partition
 //! (`LABEL=RANCHER_STATE`). Everything is made from Debian packages and the
 //! workspace, on an ordinary Debian host, without a container daemon.
 //!
@@ -22,6 +23,9 @@
 //! 1. host packages ([`BUILD_PACKAGES`], installed when missing);
 //! 2. the kernel: [`kernel`] fetches trixie's `linux-image-amd64` through a
 //!    private apt configuration, unpacks it and runs `depmod` over it;
+//!    [`kernel_build`] compiles OxOS's kernel from `linux-source` of the
+//!    same version with that package's configuration, trimmed to the
+//!    module sets and changed by `kernel.config`;
 //! 3. `ros`, statically linked and not position-independent
 //!    (`+crt-static`, `relocation-model=static`, glibc target, release
 //!    profile), in its own target directory so that it does not disturb the
@@ -70,6 +74,7 @@
 
 mod disk;
 mod kernel;
+mod kernel_build;
 mod modules;
 pub mod qemu;
 mod sizes;
@@ -106,6 +111,16 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "lz4",
     "kmod",
     "mmdebstrap",
+    // The kernel's build (kernel_build.rs).
+    "make",
+    "gcc",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "openssl",
+    "perl",
 ];
 
 /// The system images inside the system image, unpacked in the engine's
@@ -514,14 +529,55 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let kernel_key = key(&[RECIPE.as_bytes(), deb_name.as_bytes()]);
-    let kernel_dir = cache.step("kernel", &kernel_key, |dir| kernel::unpack(&deb, dir))?;
-    let k = kernel::locate(&kernel_dir)?;
-    let read = |name: &str| {
-        let p = k.modules.join(name);
-        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    let debian_key = key(&[RECIPE.as_bytes(), deb_name.as_bytes()]);
+    let debian_dir = cache.step("kernel-debian", &debian_key, |dir| {
+        kernel::unpack(&deb, dir)
+    })?;
+    let debian = kernel::locate(&debian_dir)?;
+    let module_index = |k: &kernel::Kernel| -> Result<modules::ModuleIndex> {
+        let read = |name: &str| {
+            let p = k.modules.join(name);
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        modules::ModuleIndex::parse(&read("modules.dep")?, &read("modules.builtin")?)
     };
-    let index = modules::ModuleIndex::parse(&read("modules.dep")?, &read("modules.builtin")?)?;
+    // OxOS's kernel, from Debian's source of the same version, keeping the
+    // modules of OxOS's selection as Debian's index closes it.
+    let debian_index = module_index(&debian)?;
+    let mut kept: BTreeSet<String> = debian_index.closure(&modules::SYSTEM)?;
+    kept.extend(debian_index.closure(&modules::INITRD)?);
+    let kept: Vec<String> = kept
+        .iter()
+        .map(|path| modules::module_name(path))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let source_name = kernel_build::source_package(deb_name.split('_').next().unwrap_or_default())?;
+    let source_deb = apt.fetch_source(&source_name, &deb, &build.join("debs"))?;
+    let fragment =
+        kernel_build::Fragment::parse("xtask/src/os/kernel.config", kernel_build::FRAGMENT)?;
+    let kernel_key = key(&[
+        RECIPE.as_bytes(),
+        b"kernel-build-1",
+        deb_name.as_bytes(),
+        source_deb
+            .file_name()
+            .unwrap_or_default()
+            .as_encoded_bytes(),
+        kernel_build::FRAGMENT.as_bytes(),
+        kept.join("\n").as_bytes(),
+    ]);
+    let kernel_dir = cache.step("kernel", &kernel_key, |dir| {
+        let inputs = kernel_build::Inputs {
+            debian: &debian,
+            source_deb: &source_deb,
+            modules: &kept,
+            fragment: &fragment,
+        };
+        kernel_build::build(&inputs, &build.join("kernel-source"), dir)
+    })?;
+    let k = kernel::locate(&kernel_dir)?;
+    let index = module_index(&k)?;
     let system_modules = index.closure(&modules::SYSTEM)?;
     let initrd_modules = index.closure(&modules::INITRD)?;
     eprintln!(
@@ -793,7 +849,7 @@ fn size_entries(
             name: "vmlinuz".into(),
             size: vmlinuz,
             uncompressed: vmlinuz,
-            note: format!("Debian {} (self-decompressing bzImage)", k.version),
+            note: format!("{} from Debian's source (self-decompressing bzImage)", k.version),
         },
         sizes::Entry {
             name: "initrd.img".into(),

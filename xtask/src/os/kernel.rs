@@ -172,6 +172,36 @@ impl Apt {
         let version = field(&info, "Version")
             .with_context(|| format!("apt-cache show {package}: no Version"))?;
         let arch = field(&info, "Architecture").unwrap_or_else(|| "amd64".into());
+        self.fetch_version(package, &version, &arch, debs)
+    }
+
+    /// Downloads the kernel source package (`linux-source-6.12`) of the
+    /// version of the kernel package `image_deb` into `debs` unless there,
+    /// and returns its path. The archive may hold several versions; a
+    /// source of another version than the kernel's is never taken.
+    pub fn fetch_source(&self, package: &str, image_deb: &Path, debs: &Path) -> Result<PathBuf> {
+        let out = Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(image_deb)
+            .arg("Version")
+            .output()
+            .with_context(|| format!("cannot run dpkg-deb -f {}", image_deb.display()))?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || version.is_empty() {
+            bail!("{}: no Version in its control file", image_deb.display());
+        }
+        self.fetch_version(package, &version, "all", debs)
+            .with_context(|| format!("the kernel's source, {package} {version}, is not available"))
+    }
+
+    /// Downloads `package` at `version` into `debs` unless there.
+    fn fetch_version(
+        &self,
+        package: &str,
+        version: &str,
+        arch: &str,
+        debs: &Path,
+    ) -> Result<PathBuf> {
         // apt names files with ':' of an epoch escaped as %3a.
         let file = debs.join(format!(
             "{package}_{}_{arch}.deb",
