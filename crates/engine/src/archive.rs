@@ -107,12 +107,7 @@ impl Engine {
             Err(e) => return Err(drained(body, e).await),
         };
         let _op = c.op.lock().await;
-        let view = if c.is_removed() {
-            Err(Error::NotFound(format!("No such container: {name_or_id}")))
-        } else {
-            self.view(&c)
-        };
-        let view = match view {
+        let view = match self.view(&c, name_or_id) {
             Ok(view) => view,
             Err(e) => return Err(drained(body, e).await),
         };
@@ -185,12 +180,7 @@ impl Engine {
             .name("get-archive".into())
             .spawn(move || {
                 let _op = c.op.blocking_lock();
-                let view = if c.is_removed() {
-                    Err(Error::NotFound(format!("No such container: {wanted}")))
-                } else {
-                    engine.view(&c)
-                };
-                let view = match view {
+                let view = match engine.view(&c, &wanted) {
                     Ok(view) => view,
                     Err(e) => {
                         let _ = stat_tx.send(Err(e));
@@ -241,8 +231,12 @@ impl Engine {
     }
 
     /// The container's files as it sees them, to be entered by a thread of
-    /// its own (the caller holds the `op` lock).
-    fn view(&self, c: &Container) -> Result<View> {
+    /// its own (the caller holds the `op` lock). A container removed since
+    /// the caller found it is not found, by the name the client `asked`.
+    fn view(&self, c: &Container, asked: &str) -> Result<View> {
+        if c.is_removed() {
+            return Err(Error::NotFound(format!("No such container: {asked}")));
+        }
         let rec = c.snapshot();
         let name = rec.name.clone();
         let running = match rec.state.status {
