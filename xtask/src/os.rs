@@ -552,8 +552,7 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let source_name = kernel_build::source_package(deb_name.split('_').next().unwrap_or_default())?;
-    let source_deb = apt.fetch_source(&source_name, &deb, &build.join("debs"))?;
+    let source_deb = apt.fetch_source(&deb, &build.join("debs"))?;
     let fragment =
         kernel_build::Fragment::parse("xtask/src/os/kernel.config", kernel_build::FRAGMENT)?;
     let kernel_key = key(&[

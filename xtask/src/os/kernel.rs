@@ -175,22 +175,31 @@ impl Apt {
         self.fetch_version(package, &version, &arch, debs)
     }
 
-    /// Downloads the kernel source package (`linux-source-6.12`) of the
-    /// version of the kernel package `image_deb` into `debs` unless there,
-    /// and returns its path. The archive may hold several versions; a
-    /// source of another version than the kernel's is never taken.
-    pub fn fetch_source(&self, package: &str, image_deb: &Path, debs: &Path) -> Result<PathBuf> {
+    /// Downloads the source package of the kernel package `image_deb`
+    /// (`linux-image-6.12.117+deb13-amd64` -> `linux-source-6.12`), of the
+    /// same version, into `debs` unless there, and returns its path. The
+    /// archive may hold several versions; a source of another version than
+    /// the kernel's is never taken.
+    pub fn fetch_source(&self, image_deb: &Path, debs: &Path) -> Result<PathBuf> {
         let out = Command::new("dpkg-deb")
-            .args(["-f"])
+            .arg("-f")
             .arg(image_deb)
-            .arg("Version")
+            .args(["Package", "Version"])
             .output()
             .with_context(|| format!("cannot run dpkg-deb -f {}", image_deb.display()))?;
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() || version.is_empty() {
-            bail!("{}: no Version in its control file", image_deb.display());
-        }
-        self.fetch_version(package, &version, "all", debs)
+        let control = String::from_utf8_lossy(&out.stdout);
+        let (Some(image), Some(version), true) = (
+            field(&control, "Package"),
+            field(&control, "Version"),
+            out.status.success(),
+        ) else {
+            bail!(
+                "{}: no Package and Version in its control file",
+                image_deb.display()
+            );
+        };
+        let package = source_package(&image)?;
+        self.fetch_version(&package, &version, "all", debs)
             .with_context(|| format!("the kernel's source, {package} {version}, is not available"))
     }
 
@@ -254,6 +263,26 @@ pub fn first_dependency(control: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// The source package of a kernel image package:
+/// `linux-image-6.12.117+deb13-amd64` -> `linux-source-6.12`.
+pub fn source_package(image_package: &str) -> Result<String> {
+    let version = image_package
+        .strip_prefix("linux-image-")
+        .with_context(|| format!("{image_package} is not a linux-image package"))?;
+    let mut parts = version.split(['.', '-', '+']);
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor))
+            if !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(format!("linux-source-{major}.{minor}"))
+        }
+        _ => bail!("{image_package}: no MAJOR.MINOR version in its name"),
+    }
+}
+
 /// The unpacked kernel package.
 pub struct Kernel {
     /// `KVER`, e.g. `6.12.107+deb13-amd64`.
@@ -314,6 +343,20 @@ Source: linux-signed-amd64 (6.12.107+1)\n\
 Version: 6.12.107-1\n\
 Depends: linux-image-6.12.107+deb13-amd64 (= 6.12.107-1)\n\
 Description: Linux for 64-bit PCs (meta-package)\n";
+
+    #[test]
+    fn the_source_package_is_named_by_the_kernels_major_and_minor() {
+        assert_eq!(
+            source_package("linux-image-6.12.117+deb13-amd64").unwrap(),
+            "linux-source-6.12"
+        );
+        assert_eq!(
+            source_package("linux-image-7.0-1-amd64").unwrap(),
+            "linux-source-7.0"
+        );
+        assert!(source_package("linux-headers-6.12.1").is_err());
+        assert!(source_package("linux-image-amd64").is_err());
+    }
 
     #[test]
     fn the_metapackage_names_the_real_kernel_package() {

@@ -60,26 +60,6 @@ use std::time::{Duration, Instant};
 /// OxOS's choices over Debian's configuration.
 pub const FRAGMENT: &str = include_str!("kernel.config");
 
-/// The source package of a kernel image package:
-/// `linux-image-6.12.117+deb13-amd64` -> `linux-source-6.12`.
-pub fn source_package(image_package: &str) -> Result<String> {
-    let version = image_package
-        .strip_prefix("linux-image-")
-        .with_context(|| format!("{image_package} is not a linux-image package"))?;
-    let mut parts = version.split(['.', '-', '+']);
-    match (parts.next(), parts.next()) {
-        (Some(major), Some(minor))
-            if !major.is_empty()
-                && !minor.is_empty()
-                && major.bytes().all(|b| b.is_ascii_digit())
-                && minor.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Ok(format!("linux-source-{major}.{minor}"))
-        }
-        _ => bail!("{image_package}: no MAJOR.MINOR version in its name"),
-    }
-}
-
 /// A configuration fragment: `CONFIG_X=value` and `# CONFIG_X is not set`
 /// lines, in order (a later line for the same option wins).
 #[derive(Debug, Default, PartialEq)]
@@ -434,20 +414,6 @@ fn compile(tree: &Path, jobs: usize, log: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_source_package_is_named_by_the_kernels_major_and_minor() {
-        assert_eq!(
-            source_package("linux-image-6.12.117+deb13-amd64").unwrap(),
-            "linux-source-6.12"
-        );
-        assert_eq!(
-            source_package("linux-image-7.0-1-amd64").unwrap(),
-            "linux-source-7.0"
-        );
-        assert!(source_package("linux-headers-6.12.1").is_err());
-        assert!(source_package("linux-image-amd64").is_err());
-    }
 
     #[test]
     fn a_fragment_reads_values_and_not_set_lines_and_names_a_bad_line() {
