@@ -84,6 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("set up (--setup-only: not starting sshd and getty)");
         return Ok(());
     }
+    // The setup's allocations are over: what they freed goes back to the
+    // kernel before this process supervises sshd and the gettys for good.
+    heap_trim::release_free_heap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -350,6 +350,9 @@ async fn serve(started: Instant) -> Shutdown {
     if let Some(engine) = &engine {
         preload_images(engine).await;
         failed = bring_up_services(started).await;
+        // The boot's allocations (configuration, plans, image metadata) are
+        // over: what they freed goes back to the kernel.
+        heap_trim::release_free_heap();
     }
     // Failed services are tried again until they are up, or until the
     // machine shuts down.

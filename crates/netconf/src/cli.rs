@@ -189,6 +189,7 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
         tracing::info!("no link uses dhcp; configured, waiting for the service to stop");
+        heap_trim::release_free_heap();
         shutdown.await;
         return Ok(());
     }
@@ -203,6 +204,9 @@ async fn run_async(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
     if cli.once {
         dhcpcd.run_once(&dhcp_links, settings.dhcp_timeout).await?;
     } else {
+        // The links are configured: what planning them freed goes back to
+        // the kernel before this process waits on dhcpcd for good.
+        heap_trim::release_free_heap();
         dhcpcd.supervise(shutdown).await?;
     }
     partial.map_or(Ok(()), Err)

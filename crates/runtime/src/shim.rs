@@ -507,6 +507,10 @@ fn supervise(running: Running, cgroup_path: &str) -> WaitStatus {
     ];
     let mut status = None;
     let mut exited_at: Option<Instant> = None;
+    // The start's allocations (run.json, the OCI spec, libcontainer's
+    // builder) are over: what they freed goes back to the kernel before the
+    // shim waits, for as long as its container runs.
+    heap_trim::release_free_heap();
     let mut buf = vec![0u8; 64 * 1024];
     reap(pid, &mut status);
     loop {
