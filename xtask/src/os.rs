@@ -634,7 +634,7 @@ pub fn build(args: &BuildArgs) -> Result<Artifacts> {
     // The system image.
     let system_key = key(&[
         RECIPE.as_bytes(),
-        b"store, owners and xattrs kept, personalities, ros from the initrd, xz 1M and lz4hc 128K",
+        b"store, owners and xattrs kept, personalities, ros from the initrd, xz 1M and lz4hc 32K",
         system_modules_key.as_bytes(),
         os_config.as_bytes(),
         store_key.as_bytes(),
@@ -877,7 +877,7 @@ fn size_entries(
             name: SystemImage::Disk.file_name().into(),
             size: file_size(&system_dir.join(SystemImage::Disk.file_name()))?,
             uncompressed: system_tree,
-            note: "the same /usr, squashfs (lz4hc, 128K blocks), on the installed disk as oxos/system.img"
+            note: "the same /usr, squashfs (lz4hc, 32K blocks), on the installed disk as oxos/system.img"
                 .into(),
         },
         sizes::Entry {
@@ -1335,13 +1335,22 @@ fn trim_grub_modules(grub_dir: &Path) -> Result<()> {
 /// containerd (148 MB) took 45 s, nearly all of it in xz.
 ///
 /// The installed disk has no size target, so its image is lz4 (high
-/// compression) in 128 KiB blocks: 64% larger than xz (124 against 76 MB)
+/// compression): 64% larger than xz (124 against 76 MB, in 128 KiB blocks)
 /// and 17 times faster to read (on the build host, cold cache, those two
-/// files: 0.18 s against 3.08 s; zstd -19 took 0.29 s at 87 MB). LZ4's
-/// window is 64 KiB, so small blocks cost it little (3% against 1 MiB),
-/// and they keep the kernel's per-CPU decompression buffers and squashfs's
-/// block and fragment caches, all sized by the block, small: about 1 MiB in
-/// all against 6 MiB with 1 MiB blocks.
+/// files: 0.18 s against 3.08 s; zstd -19 took 0.29 s at 87 MB).
+///
+/// Its blocks are 32 KiB. LZ4's window is 64 KiB, so small blocks cost it
+/// little: 128.5 MB against 118.6 MB in 128 KiB blocks (16 KiB: 135.4
+/// MB). What squashfs keeps in memory is sized by the block: per mount, a
+/// data block for each CPU's decompressor, three cached fragment blocks,
+/// and lz4's input and output buffers for each CPU, 9 blocks with two
+/// CPUs: 288 KiB instead of 1,152 KiB (vmallocinfo shows lz4_init's
+/// buffers at 4 x 36 KiB instead of 4 x 132 KiB), and the per-CPU part
+/// grows with the CPUs. And a page fault decompresses the whole block
+/// around the page: with 256 MiB of memory, where the page cache cannot
+/// hold User Docker's programs, three `docker run` in a row after the boot
+/// took 19.3, 14.0 and 12.0 s against 21.0, 16.3 and 14.5 s with 128 KiB
+/// blocks (a probe boot each, the same build otherwise).
 #[derive(Clone, Copy)]
 enum SystemImage {
     Iso,
@@ -1361,7 +1370,7 @@ impl SystemImage {
     fn mksquashfs_args(self) -> &'static [&'static str] {
         match self {
             SystemImage::Iso => &["-comp", "xz", "-Xbcj", "x86", "-b", "1M"],
-            SystemImage::Disk => &["-comp", "lz4", "-Xhc", "-b", "128K"],
+            SystemImage::Disk => &["-comp", "lz4", "-Xhc", "-b", "32K"],
         }
     }
 }
