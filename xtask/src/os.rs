@@ -307,6 +307,10 @@ pub struct RunArgs {
     /// `system_powerdown`, the ACPI power button).
     #[arg(long, value_name = "SOCKET")]
     pub monitor: Option<PathBuf>,
+    /// Attach a USB keyboard on an xHCI controller, as bare-metal machines
+    /// and servers' remote consoles have (QEMU's own keyboard is PS/2)
+    #[arg(long)]
+    pub usb_keyboard: bool,
 }
 
 #[derive(Args)]
@@ -1678,6 +1682,7 @@ pub fn run(artifacts: &Artifacts, args: &RunArgs) -> Result<()> {
         config_drive,
         extra_disk: args.extra_disk.clone(),
         monitor: args.monitor.clone(),
+        usb_keyboard: args.usb_keyboard,
         uefi,
         serial: if background {
             qemu::Serial::File(log.clone())

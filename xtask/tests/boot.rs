@@ -133,17 +133,22 @@ fn iso_boots_with_seabios_from_memory_and_reads_its_config_drive() {
     );
 }
 
-/// The ISO with OVMF, up to the system engine in PID 1 (the firmware's
-/// part ends when the kernel runs; the rest is the SeaBIOS boot's).
+/// The ISO with OVMF and a USB keyboard, as a bare-metal machine or a
+/// server's remote console boots it: up to the system engine in PID 1
+/// (the firmware's part ends when the kernel runs; the rest is the SeaBIOS
+/// boot's), and until the kernel has the keyboard as an input device,
+/// which needs the USB HID drivers of the system image, loaded by udev's
+/// pass over the devices present at boot.
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
-fn iso_boots_with_uefi() {
-    let expect: Vec<&str> = BOOTED
+fn iso_boots_with_uefi_and_a_usb_keyboard() {
+    let mut expect: Vec<&str> = BOOTED
         .iter()
         .copied()
         .filter(|p| *p != "OxOS is up")
         .collect();
-    boot(&["--iso", "--uefi"], &expect);
+    expect.push(r"hid-generic \S+: input\S*: USB HID v[0-9.]+ Keyboard \[QEMU QEMU USB Keyboard\]");
+    boot(&["--iso", "--uefi", "--usb-keyboard"], &expect);
 }
 
 // The installed disk's boot (its state partition, its services) is

@@ -186,6 +186,7 @@ pub fn qemu_args(boot: &Boot, mem_mb: u32, port: u16, log: &Path) -> Vec<String>
         config_drive: boot.config_drive.clone(),
         extra_disk: None,
         monitor: None,
+        usb_keyboard: false,
         uefi: None,
         serial: qemu::Serial::File(log.to_path_buf()),
         kernel: boot.kernel.clone(),

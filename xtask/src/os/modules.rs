@@ -103,9 +103,15 @@ pub const SYSTEM: Selection = Selection {
         "ip_vs",
         "ip_vs_rr",
         "af_packet_diag",
-        // input: the ACPI power button (acpid reads it through evdev)
+        // input: the ACPI power button (acpid reads it through evdev);
+        // USB keyboards and mice (bare-metal machines, servers' remote
+        // consoles: the PS/2 keyboard is built in) and Hyper-V's synthetic
+        // keyboard (its generation 2 machines have no PS/2 one)
         "button",
         "evdev",
+        "usbhid",
+        "hid_generic",
+        "hyperv_keyboard",
         // virtual machine helpers
         "virtio_balloon",
         "virtio_console",

@@ -50,6 +50,9 @@ pub struct Machine {
     pub extra_disk: Option<PathBuf>,
     /// A unix socket for QEMU's monitor (detached boots only).
     pub monitor: Option<PathBuf>,
+    /// A USB keyboard on an xHCI controller, as bare-metal machines and
+    /// servers' remote consoles have.
+    pub usb_keyboard: bool,
     pub uefi: Option<Uefi>,
     pub serial: Serial,
     /// QEMU loads this kernel itself instead of the medium's boot loader,
@@ -167,6 +170,9 @@ pub fn args(m: &Machine) -> Vec<String> {
             "-drive",
             &format!("file={},format=raw,if=virtio,readonly=on", drive.display()),
         ]);
+    }
+    if m.usb_keyboard {
+        push(&["-device", "qemu-xhci", "-device", "usb-kbd"]);
     }
     a
 }
@@ -417,6 +423,7 @@ mod tests {
             config_drive: None,
             extra_disk: None,
             monitor: None,
+            usb_keyboard: false,
             uefi: None,
             serial: Serial::Terminal,
             kernel: None,
@@ -510,6 +517,14 @@ mod tests {
         assert!(drives.contains(&"if=pflash,format=raw,unit=1,file=/tmp/vars.fd"));
         assert!(drives.contains(&"file=/tmp/config.iso,format=raw,if=virtio,readonly=on"));
         assert_eq!(value_after(&a, "-m"), ["512"]);
+    }
+
+    #[test]
+    fn a_usb_keyboard_comes_with_its_xhci_controller_only_when_asked() {
+        let mut m = machine();
+        assert!(value_after(&args(&m), "-device").is_empty());
+        m.usb_keyboard = true;
+        assert_eq!(value_after(&args(&m), "-device"), ["qemu-xhci", "usb-kbd"]);
     }
 
     #[test]
