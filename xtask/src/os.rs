@@ -1350,11 +1350,12 @@ fn trim_grub_modules(grub_dir: &Path) -> Result<()> {
 /// and lz4's input and output buffers for each CPU, 9 blocks with two
 /// CPUs: 288 KiB instead of 1,152 KiB (in a probe boot, vmallocinfo
 /// showed lz4_init's four buffers at 36 KiB each, a guard page included),
-/// and the per-CPU part grows with the CPUs. And a page fault decompresses the whole block
-/// around the page: with 256 MiB of memory, where the page cache cannot
-/// hold User Docker's programs, three `docker run` in a row after the boot
-/// took 19.3, 14.0 and 12.0 s against 21.0, 16.3 and 14.5 s with 128 KiB
-/// blocks (a probe boot each, the same build otherwise).
+/// and the per-CPU part grows with the CPUs. And a page fault
+/// decompresses the whole block around the page: with 256 MiB of memory,
+/// where the page cache cannot hold User Docker's programs, three `docker
+/// run` in a row after the boot took 19.3, 14.0 and 12.0 s against 21.0,
+/// 16.3 and 14.5 s with 128 KiB blocks (a probe boot each, the same build
+/// otherwise).
 #[derive(Clone, Copy)]
 enum SystemImage {
     Iso,
