@@ -137,8 +137,9 @@ fn iso_boots_with_seabios_from_memory_and_reads_its_config_drive() {
 /// server's remote console boots it: up to the system engine in PID 1
 /// (the firmware's part ends when the kernel runs; the rest is the SeaBIOS
 /// boot's), and until the kernel has the keyboard as an input device,
-/// which needs the USB HID drivers of the system image, loaded by udev's
-/// pass over the devices present at boot.
+/// which needs the USB HID drivers of the system image: `usbhid`, loaded by
+/// PID 1's pass over the devices present at boot, and `hid-generic`, loaded
+/// by udev's (`udev-cold`) for the HID device that `usbhid` brings.
 #[test]
 #[ignore = "needs dist/ from cargo xtask build; run by cargo xtask test"]
 fn iso_boots_with_uefi_and_a_usb_keyboard() {
